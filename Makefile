@@ -1,0 +1,68 @@
+# The two front doors are `make demo` and `make test`; everything else is a part they call.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Built testbed binaries and the local cluster's state live outside the repository.
+export FLASKOPS_CACHE ?= $(HOME)/.cache/flaskops
+export PYTHONPATH := $(CURDIR)/testbed:$(CURDIR)/app$(if $(PYTHONPATH),:$(PYTHONPATH))
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: help venv lint testbed cluster-up cluster-down test test-fast demo demo-down bench clean
+
+help:
+	@echo "make demo   - start local PostgreSQL + control plane, run the operator, apply the example, wait for Ready"
+	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
+	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "parts: venv lint testbed cluster-up cluster-down demo-down clean"
+
+$(STAMP): pyproject.toml
+	@echo "==> installing Python dependencies into $(VENV)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[app,operator,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	@echo "==> ruff, mypy, hadolint"
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy operator/flaskops app/guestbook testbed/flaskops_testbed
+	$(BIN)/hadolint Dockerfile
+
+# Compiles kube-apiserver & co., etcd, kwok and helm once into $(FLASKOPS_CACHE); a no-op when cached.
+testbed:
+	bash testbed/build.sh
+
+cluster-up: venv testbed
+	$(BIN)/python -m flaskops_testbed up
+
+cluster-down: venv
+	$(BIN)/python -m flaskops_testbed down
+
+test: venv testbed lint
+	@echo "==> pytest (the local testbed starts unless KUBECONFIG names a cluster)"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest tests/app tests/operator $(PYTEST_ARGS)
+
+demo: venv testbed
+	$(BIN)/python -m flaskops_testbed demo
+
+demo-down: venv
+	$(BIN)/python -m flaskops_testbed down
+
+bench: venv testbed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
