@@ -1,0 +1,1 @@
+"""The reference Flask application deployed by flaskops."""

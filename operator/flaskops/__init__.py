@@ -1,0 +1,1 @@
+"""flaskops: a Kubernetes operator for Flask + PostgreSQL applications."""

@@ -1,0 +1,1 @@
+"""Kubernetes fixtures (filled in by the testbed work)."""
