@@ -1,1 +1,80 @@
-"""PostgreSQL fixtures (filled in by the reference-app work)."""
+"""PostgreSQL fixtures for the whole suite (registered as a pytest plugin by the root conftest.py).
+
+``postgres`` (session)
+    The server every test shares: a ``LocalPostgres`` started in a temporary directory for the
+    session (stopped at the end), or, when ``TEST_DATABASE_URL`` is set, that server
+    (an ``ExternalPostgres``; its user must be allowed to ``CREATE DATABASE``). Both have the
+    ``PostgresTarget`` interface: ``host port superuser password admin_url url() create_database()
+    drop_database()``. Never stop or restart it: use ``restartable_postgres`` for that.
+
+``database_factory`` (function)
+    ``database_factory(prefix="db") -> name``: creates a uniquely named empty database on
+    ``postgres``; every database it made is dropped after the test.
+
+``restartable_postgres`` (function, over a session-scoped server)
+    A dedicated ``LocalPostgres`` that tests may stop and restart (resilience tests), so they never
+    disturb the shared server. It is running when the test starts and is started again afterwards
+    if the test left it stopped. Always local, even with ``TEST_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flaskops_testbed.postgres import ExternalPostgres, LocalPostgres, PostgresTarget
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresTarget]:
+    """The shared PostgreSQL server of this test session."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield ExternalPostgres(given)
+        return
+    server = LocalPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_factory(postgres: PostgresTarget) -> Iterator[Callable[..., str]]:
+    """Make empty databases with unique names on the shared server; drop them after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "db") -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        postgres.create_database(name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def _restartable_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    server = LocalPostgres(Path(tmp_path_factory.mktemp("pg-restartable")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def restartable_postgres(_restartable_postgres_server: LocalPostgres) -> Iterator[LocalPostgres]:
+    """A dedicated local server that the test may stop/restart; running at start and after."""
+    server = _restartable_postgres_server
+    server.start()
+    yield server
+    if not server.is_running():
+        server.start()
