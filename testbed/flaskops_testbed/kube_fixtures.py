@@ -1,1 +1,194 @@
-"""Kubernetes fixtures (filled in by the testbed work)."""
+"""Kubernetes fixtures for the whole suite (registered as a pytest plugin by the root conftest.py).
+
+``kube`` (session)
+    A ``Kube``: the cluster named by ``KUBECONFIG`` when that is set (any cluster, e.g. kind), else
+    the local testbed started for the session (cluster ``flaskops-test``) and stopped at its end
+    (``FLASKOPS_TESTBED_KEEP=1`` keeps it running so the next session starts in about a second).
+    While the local testbed runs, ``KUBECONFIG`` in ``os.environ`` points at it, so subprocesses and
+    ``kopf.testing.KopfRunner`` find it without arguments.
+
+``namespace`` (function)
+    A fresh namespace labelled ``pod-security.kubernetes.io/enforce=restricted`` (its default
+    ServiceAccount already exists, so pods are admitted at once); deleted after the test without
+    waiting for the deletion to finish.
+
+Wait helpers (re-exported from ``flaskops_testbed.waiting``): ``wait_for``, ``watch_until``,
+``has_condition``, ``condition_status``, ``NotYet``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from flaskops_testbed import paths
+from flaskops_testbed.cluster import KwokCluster
+from flaskops_testbed.waiting import (
+    NotYet,
+    api_client,
+    condition_status,
+    has_condition,
+    wait_for,
+    watch_until,
+)
+
+__all__ = [
+    "TEST_CLUSTER_NAME",
+    "CommandError",
+    "Kube",
+    "NotYet",
+    "condition_status",
+    "has_condition",
+    "kube",
+    "namespace",
+    "wait_for",
+    "watch_until",
+]
+
+TEST_CLUSTER_NAME = "flaskops-test"
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+class CommandError(subprocess.CalledProcessError):
+    """A kubectl/helm command failed; unlike CalledProcessError its message shows the output."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+
+
+@dataclass
+class Kube:
+    """A reachable Kubernetes API and the tools to drive it."""
+
+    kubeconfig: Path
+    api: client.ApiClient
+    kubectl_binary: Path
+    helm: Path
+    # The local testbed cluster, or None when KUBECONFIG named another cluster.
+    cluster: KwokCluster | None
+
+    @property
+    def is_local_testbed(self) -> bool:
+        return self.cluster is not None
+
+    def env(self) -> dict[str, str]:
+        """os.environ with KUBECONFIG pointing at this cluster (for subprocesses)."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def run(
+        self, argv: list[str], *, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command against this cluster; raise CommandError (with its output) on failure."""
+        result = subprocess.run(
+            argv, input=input, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise CommandError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """`kubectl ARGS` (the built one) against this cluster."""
+        return self.run([str(self.kubectl_binary), *args], input=input, check=check, timeout=timeout)
+
+    def helm_run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """`helm ARGS` (the built one) against this cluster."""
+        return self.run([str(self.helm), *args], input=input, check=check, timeout=timeout)
+
+
+def _external_kubeconfig(given: str, tmp: Path) -> Path:
+    """A single kubeconfig file for a KUBECONFIG value (which may list several files)."""
+    files = [p for p in given.split(os.pathsep) if p]
+    if len(files) == 1:
+        return Path(files[0]).resolve()
+    # kubectl merges the list; flatten it once so every tool sees the same context.
+    flat = subprocess.run(
+        [str(paths.tool("kubectl")), "config", "view", "--flatten", "--raw"],
+        env={**os.environ, "KUBECONFIG": given},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = tmp / "kubeconfig"
+    path.write_text(flat)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """The Kubernetes cluster of this test session (KUBECONFIG's, else the local testbed)."""
+    given = os.environ.get("KUBECONFIG")
+    cluster: KwokCluster | None = None
+    if given:
+        kubeconfig = _external_kubeconfig(given, tmp_path_factory.mktemp("kube"))
+    else:
+        if not paths.is_built():
+            pytest.fail(
+                f"no KUBECONFIG and no testbed binaries in {paths.bin_dir()}: run `make testbed` "
+                "(a cold build takes 10-25 minutes), or point KUBECONFIG at a cluster (e.g. kind)",
+                pytrace=False,
+            )
+        cluster = KwokCluster(name=TEST_CLUSTER_NAME).up()
+        kubeconfig = cluster.kubeconfig
+        os.environ["KUBECONFIG"] = str(kubeconfig)
+    api = api_client(kubeconfig)
+    try:
+        yield Kube(
+            kubeconfig=kubeconfig,
+            api=api,
+            kubectl_binary=paths.tool("kubectl"),
+            helm=paths.tool("helm"),
+            cluster=cluster,
+        )
+    finally:
+        api.close()
+        if cluster is not None:
+            os.environ.pop("KUBECONFIG", None)
+            if not os.environ.get("FLASKOPS_TESTBED_KEEP"):
+                cluster.down()
+
+
+def _namespace_name(test_name: str) -> str:
+    # DNS-1123 label: lowercase alphanumerics and '-', at most 63 characters.
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:50].rstrip("-")
+    return f"{base or 't'}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace under the `restricted` Pod Security level; deleted after the test."""
+    core = client.CoreV1Api(kube.api)
+    name = _namespace_name(request.node.name)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED)))
+    try:
+        # The ServiceAccount admission plugin refuses pods until the controller made `default`.
+        watch_until(
+            core.list_namespaced_service_account,
+            lambda sa: True,
+            timeout=60,
+            what=f"ServiceAccount {name}/default",
+            describe=lambda sa: f"ServiceAccount {sa.metadata.name}",
+            namespace=name,
+            field_selector="metadata.name=default",
+        )
+        yield name
+    finally:
+        try:
+            # Background propagation, no wait: the next test needs no cleanup to have finished.
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
