@@ -1,0 +1,157 @@
+"""Thin, JSON-in/JSON-out access to the Kubernetes API (the one place that talks to it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import names
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "flaskops-operator"
+FIELD_MANAGER = "flaskops"
+
+__all__ = ["USER_AGENT", "ApiException", "Kube", "is_conflict", "is_not_found"]
+
+# (group-version path prefix, plural, namespaced)
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Secret": ("api/v1", "secrets", True),
+    "Service": ("api/v1", "services", True),
+    "Event": ("api/v1", "events", True),
+    "Namespace": ("api/v1", "namespaces", False),
+    "Job": ("apis/batch/v1", "jobs", True),
+    "Deployment": ("apis/apps/v1", "deployments", True),
+    names.FLASKAPP_KIND: (f"apis/{names.API_VERSION}", names.FLASKAPP_PLURAL, True),
+    names.POSTGRESSERVER_KIND: (f"apis/{names.API_VERSION}", names.POSTGRESSERVER_PLURAL, False),
+}
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 409
+
+
+def load_config() -> client.ApiClient:
+    """An ApiClient from the in-cluster service account, else KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    api = client.ApiClient()
+    api.user_agent = USER_AGENT
+    return api
+
+
+class Kube:
+    """Generic REST verbs on the resources the operator manages; bodies are plain dicts."""
+
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or load_config()
+
+    def _path(self, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        prefix, plural, namespaced = RESOURCES[kind]
+        parts = [prefix]
+        if namespaced and namespace:
+            parts += ["namespaces", quote(namespace)]
+        parts.append(plural)
+        if name:
+            parts.append(quote(name))
+        if sub:
+            parts.append(sub)
+        return "/" + "/".join(parts)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(*params, _request_timeout=30)
+        data = resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(http_resp=resp)
+        return json.loads(data) if data else None
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return self.request("GET", self._path(kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": selector} if selector else None
+        return list(self.request("GET", self._path(kind, namespace), query=query).get("items") or [])
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        return self.request("POST", self._path(body["kind"], meta.get("namespace")), body=dict(body))
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply: the operator owns exactly the fields it sends."""
+        meta = body["metadata"]
+        return self.request(
+            "PATCH",
+            self._path(body["kind"], meta.get("namespace"), meta["name"]),
+            body=dict(body),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
+
+    def merge_patch(
+        self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any], sub: str | None = None
+    ) -> dict[str, Any]:
+        return self.request(
+            "PATCH",
+            self._path(kind, namespace, name, sub),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+
+    def delete(self, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            self.request(
+                "DELETE",
+                self._path(kind, namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's decoded data, or None when it does not exist."""
+        import base64
+
+        obj = self.get("Secret", namespace, name)
+        if obj is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}

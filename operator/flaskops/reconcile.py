@@ -1,0 +1,604 @@
+"""One idempotent reconcile for create, update and resume: resolve, safety, credentials, migrate, roll out.
+
+Nothing here knows kopf: the handlers pass in a body and get back the new status, the Events to post and
+whether to retry. Every step reads what exists and writes only what differs, so running it again after
+a crash, a restart or a duplicate event changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import conditions as c
+from . import credentials, dburl, manifests, migrations, names, rollout
+from .kube import Kube
+from .safety import OtherApp, Violation, check_pairing, summary
+from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
+
+log = logging.getLogger(__name__)
+
+# Annotation on each child: the digest of what the operator last sent, so an unchanged child is not rewritten.
+APPLIED_HASH = f"{names.ANNOTATION_PREFIX}/applied-hash"
+# Annotation on the secret-key Secret: which spec.secretKey.rotation produced the current key.
+ROTATION = f"{names.ANNOTATION_PREFIX}/rotation"
+# Annotation on a FlaskApp: any new value re-runs a failed migration with an unchanged spec.
+RETRY_MIGRATION = f"{names.ANNOTATION_PREFIX}/retry-migration"
+# How many old signing keys stay valid after rotations.
+MAX_FALLBACKS = 2
+
+RETRY_DATABASE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Result:
+    """What a reconcile decided: the full new status, Events to post, and whether to come back later."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    retry_after: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return c.is_true(self.status.get("conditions") or [], names.READY)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The database the app will use, resolved from a PostgresServer or the user's URL."""
+
+    identity: dburl.DatabaseIdentity
+    server: PostgresServerSpec | None
+    sslmode: str
+    # For an existing Secret: a digest of the URL, so a change to it rolls the pods.
+    url_digest: str = ""
+
+
+class Halt(Exception):
+    """Stop the flow here with these conditions (the rest keep their earlier values)."""
+
+    def __init__(
+        self,
+        *conds: c.Condition,
+        stalled: bool = False,
+        retry_after: float | None = None,
+        events: Iterable[Event] = (),
+    ) -> None:
+        super().__init__(conds[0].message if conds else "halt")
+        self.conds = conds
+        self.stalled = stalled
+        self.retry_after = retry_after
+        self.events = list(events)
+
+
+class Reconciler:
+    """Brings one FlaskApp's children and database to its spec."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        others: Callable[[FlaskAppSpec], Iterable[OtherApp]] = lambda app: (),
+        now: Callable[[], str] = c.now_iso,
+        connect_timeout: int = 5,
+    ) -> None:
+        self.kube = kube
+        self.others = others
+        self.now = now
+        self.connect_timeout = connect_timeout
+
+    # --- the flow -----------------------------------------------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> Result:
+        app = parse_flaskapp(body)
+        old = dict(body.get("status") or {})
+        status: dict[str, Any] = {k: v for k, v in old.items() if k != "conditions"}
+        status["desiredImage"] = app.image
+        updates: list[c.Condition] = []
+        events: list[Event] = []
+        retry_after: float | None = None
+        stalled = False
+        rolled_out = False
+        try:
+            target = self._resolve(app)
+            self._check_safety(app, target, stamp=None)
+            updates.append(
+                c.true(names.ENVIRONMENT_SAFE, "SafePairing", "the environment/database pairing is safe")
+            )
+            secret_data = self._credentials(app, target, status, events)
+            updates.append(
+                c.true(
+                    names.DATABASE_READY,
+                    "Provisioned" if target.server else "ExistingSecret",
+                    f"database '{target.identity.dbname}' on {target.identity.host}:{target.identity.port} "
+                    f"as '{target.identity.user}'",
+                )
+            )
+            updates.append(self._migrate(body, app, target, status, events))
+            cond, rolled_out = self._roll_out(app, status, secret_data, events)
+            updates.append(cond)
+        except Halt as halt:
+            updates.extend(halt.conds)
+            events.extend(halt.events)
+            stalled = halt.stalled
+            retry_after = halt.retry_after
+
+        conds = c.merge(old.get("conditions") or [], updates, app.generation, self.now())
+        summary_conds = _summary(
+            conds, app, rolled_out=rolled_out, stalled=stalled, retrying=retry_after is not None
+        )
+        conds = c.merge(conds, summary_conds, app.generation, self.now())
+        status["conditions"] = conds
+        status["observedGeneration"] = app.generation
+        events = _transition_events(old.get("conditions") or [], conds) + events
+        return Result(status=status, events=events, retry_after=retry_after)
+
+    # --- 1. resolve ---------------------------------------------------------------------------------------
+
+    def _resolve(self, app: FlaskAppSpec) -> Target:
+        if app.database.server:
+            obj = self.kube.get(names.POSTGRESSERVER_KIND, None, app.database.server)
+            if obj is None:
+                raise Halt(
+                    c.false(
+                        names.DATABASE_READY,
+                        "ServerNotFound",
+                        f"PostgresServer '{app.database.server}' does not exist; create it "
+                        "(see examples/postgresserver.yaml)",
+                    )
+                )
+            server = parse_postgresserver(obj)
+            dbname, role = (
+                (app.database.name, app.database.name)
+                if app.database.name
+                else credentials.default_names(app.namespace, app.name)
+            )
+            identity = dburl.DatabaseIdentity(server.host, server.port, dbname, role)
+            return Target(identity, server, server.ssl_mode)
+        ref = app.database.existing_secret
+        assert ref is not None  # the CRD's CEL rule demands exactly one of server / existingSecret
+        data = self.kube.read_secret_data(app.namespace, ref.name)
+        if data is None or ref.key not in data:
+            what = f"Secret '{ref.name}'" if data is None else f"key '{ref.key}' in Secret '{ref.name}'"
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "SecretNotFound",
+                    f"{what} does not exist (spec.database.existingSecret)",
+                ),
+                retry_after=RETRY_DATABASE_SECONDS,
+            )
+        try:
+            identity = dburl.parse_database_url(data[ref.key])
+        except ValueError as exc:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "InvalidDatabaseURL",
+                    f"key '{ref.key}' in Secret '{ref.name}' is not a PostgreSQL URL: {exc}",
+                ),
+                stalled=True,
+            ) from None
+        return Target(identity, None, "prefer", url_digest=manifests.digest(data[ref.key]))
+
+    # --- 2. safety ----------------------------------------------------------------------------------------
+
+    def _check_safety(self, app: FlaskAppSpec, target: Target, stamp: str | None) -> None:
+        violations = check_pairing(
+            app.environment,
+            target.identity,
+            server_name=target.server.name if target.server else None,
+            server_environments=target.server.environments if target.server else None,
+            others=self.others(app),
+            stamp=stamp,
+        )
+        if violations:
+            raise _unsafe(violations)
+
+    # --- 3. credentials -----------------------------------------------------------------------------------
+
+    def _admin(self, server: PostgresServerSpec) -> credentials.AdminConnection:
+        data = self.kube.read_secret_data(server.admin_secret_namespace, server.admin_secret_name)
+        keys = (names.ADMIN_USERNAME_KEY, names.ADMIN_PASSWORD_KEY)
+        if data is None or any(k not in data for k in keys):
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "AdminSecretNotFound",
+                    f"PostgresServer '{server.name}' needs Secret "
+                    f"{server.admin_secret_namespace}/{server.admin_secret_name} with keys {list(keys)}",
+                ),
+                retry_after=RETRY_DATABASE_SECONDS,
+            )
+        return credentials.AdminConnection(
+            host=server.host,
+            port=server.port,
+            sslmode=server.ssl_mode,
+            username=data[names.ADMIN_USERNAME_KEY],
+            password=data[names.ADMIN_PASSWORD_KEY],
+            connect_timeout=self.connect_timeout,
+        )
+
+    def _credentials(
+        self, app: FlaskAppSpec, target: Target, status: dict[str, Any], events: list[Event]
+    ) -> list[Mapping[str, str]]:
+        """Provision role + database and write the Secrets; returns the Secret data the pods read."""
+        ident = target.identity
+        if target.server is not None:
+            db_data = self._provision(app, target, events)
+            secret_name = names.db_secret_name(app.name)
+        else:
+            secret_name = app.database.existing_secret.name  # type: ignore[union-attr]
+            db_data = {"DATABASE_URL": target.url_digest}
+        key_data = self._secret_key(app, events)
+        status["database"] = {
+            "secretName": secret_name,
+            "host": ident.host,
+            "port": ident.port,
+            "name": ident.dbname,
+            "user": ident.user,
+        }
+        return [db_data, key_data]
+
+    def _provision(self, app: FlaskAppSpec, target: Target, events: list[Event]) -> dict[str, str]:
+        server = target.server
+        assert server is not None
+        ident = target.identity
+        admin = self._admin(server)
+        secret_name = names.db_secret_name(app.name)
+        existing = self.kube.read_secret_data(app.namespace, secret_name)
+        # The password is generated once and never regenerated while its Secret exists.
+        password = (existing or {}).get("password") or credentials.generate_password()
+        try:
+            result = credentials.ensure_database(
+                admin,
+                ident.dbname,
+                ident.user,
+                password,
+                app.environment,
+                set_password=existing is None or "password" not in existing,
+            )
+        except credentials.DatabaseUnavailable as exc:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY, _db_reason(exc), f"PostgresServer '{server.name}': {exc.reason}"
+                ),
+                retry_after=RETRY_DATABASE_SECONDS,
+            ) from None
+        if result.owner is not None and result.owner != ident.user:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "DatabaseOwnedElsewhere",
+                    f"database '{ident.dbname}' exists and belongs to role '{result.owner}', not "
+                    f"'{ident.user}'; choose another spec.database.name",
+                ),
+                stalled=True,
+            )
+        # S6: the database's own stamp is the last word on which environment it belongs to.
+        self._check_safety(app, target, stamp=result.stamp)
+        if result.database_created:
+            events.append(
+                Event(
+                    "Normal", "DatabaseCreated", f"created database '{ident.dbname}' and role '{ident.user}'"
+                )
+            )
+        data = dburl.db_secret_data(
+            ident.host, ident.port, ident.dbname, ident.user, password, target.sslmode
+        )
+        self._ensure_secret(app, secret_name, "db-credentials", data, existing)
+        return data
+
+    def _secret_key(self, app: FlaskAppSpec, events: list[Event]) -> Mapping[str, str]:
+        if app.secret_key_ref is not None:
+            data = self.kube.read_secret_data(app.namespace, app.secret_key_ref.name)
+            if data is None or app.secret_key_ref.key not in data:
+                raise Halt(
+                    c.false(
+                        names.DATABASE_READY,
+                        "SecretKeyNotFound",
+                        f"key '{app.secret_key_ref.key}' in Secret '{app.secret_key_ref.name}' does not exist "
+                        "(spec.secretKey.secretRef)",
+                    ),
+                    retry_after=RETRY_DATABASE_SECONDS,
+                )
+            return {"SECRET_KEY": manifests.digest(data[app.secret_key_ref.key])}
+        name = names.secret_key_secret_name(app.name)
+        obj = self.kube.get("Secret", app.namespace, name)
+        existing = _decode(obj)
+        rotation = app.secret_key_rotation or ""
+        seen_rotation = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(ROTATION, "")
+        if existing and names.SECRET_KEY in existing and seen_rotation == rotation:
+            return existing
+        data = {names.SECRET_KEY: secrets.token_urlsafe(48), names.SECRET_KEY_FALLBACKS: ""}
+        if existing and names.SECRET_KEY in existing:
+            old = [existing[names.SECRET_KEY]] + [
+                k for k in existing.get(names.SECRET_KEY_FALLBACKS, "").split(",") if k
+            ]
+            data[names.SECRET_KEY_FALLBACKS] = ",".join(old[:MAX_FALLBACKS])
+            events.append(
+                Event("Normal", "SecretKeyRotated", f"rotated SECRET_KEY in Secret '{name}' ({rotation})")
+            )
+        self._ensure_secret(app, name, "secret-key", data, existing, annotations={ROTATION: rotation})
+        return data
+
+    def _ensure_secret(
+        self,
+        app: FlaskAppSpec,
+        name: str,
+        component: str,
+        data: Mapping[str, str],
+        existing: Mapping[str, str] | None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        if existing is not None and dict(existing) == dict(data):
+            return
+        body = manifests.secret(app, name, component, data, annotations)
+        if existing is None:
+            try:
+                self.kube.create(body)
+                return
+            except Exception as exc:  # a concurrent create won: fall through to apply
+                from .kube import is_conflict
+
+                if not is_conflict(exc):
+                    raise
+        self.kube.apply(body)
+
+    # --- 4. migrate ---------------------------------------------------------------------------------------
+
+    def _migrate(
+        self,
+        body: Mapping[str, Any],
+        app: FlaskAppSpec,
+        target: Target,
+        status: dict[str, Any],
+        events: list[Event],
+    ) -> c.Condition:
+        if not app.migrations.enabled:
+            status["migratedImage"] = app.image
+            return c.true(names.MIGRATED, "MigrationsDisabled", "spec.migrations.enabled is false")
+        if status.get("migratedImage") == app.image:
+            return c.true(names.MIGRATED, "Migrated", f"migrated to {app.image}")
+        retry = ((body.get("metadata") or {}).get("annotations") or {}).get(RETRY_MIGRATION, "")
+        job_body = manifests.migration_job(app, retry=retry)
+        job_name = job_body["metadata"]["name"]
+        jobs = self.kube.list("Job", app.namespace, selector=_selector(app, "migration"))
+        mine = next((j for j in jobs if j["metadata"]["name"] == job_name), None)
+        if mine is None:
+            busy = migrations.running_other_than(jobs, job_name)
+            if busy is not None:
+                return c.false(
+                    names.MIGRATED,
+                    "Migrating",
+                    f"waiting for migration Job '{busy.name}' ({busy.image}) to finish before migrating to "
+                    f"{app.image} (one migration at a time)",
+                )
+            try:
+                mine = self.kube.create(job_body)
+            except Exception as exc:
+                from .kube import is_conflict
+
+                if not is_conflict(exc):
+                    raise
+                mine = self.kube.get("Job", app.namespace, job_name) or job_body
+            events.append(Event("Normal", "MigrationStarted", f"started Job '{job_name}' with {app.image}"))
+        job = migrations.view(mine)
+        status["migration"] = {
+            k: v
+            for k, v in {
+                "jobName": job.name,
+                "image": app.image,
+                "hash": job_name.rsplit("-", 1)[-1],
+                "startedAt": job.started_at,
+                "completedAt": job.completed_at,
+                "outcome": job.outcome,
+            }.items()
+            if v is not None
+        }
+        if job.outcome == migrations.RUNNING:
+            return c.false(
+                names.MIGRATED, "Migrating", f"Job '{job.name}' is migrating the database to {app.image}"
+            )
+        if job.outcome == migrations.FAILED:
+            raise Halt(
+                c.false(
+                    names.MIGRATED,
+                    "MigrationFailed",
+                    f"Job '{job.name}' failed ({job.message}); still serving "
+                    f"{status.get('servingImage') or 'nothing'}. Fix the image or spec.migrations, or set the "
+                    f"annotation {RETRY_MIGRATION} to retry",
+                ),
+                stalled=True,
+            )
+        status["migratedImage"] = app.image
+        for stale in migrations.superseded(jobs, keep=job_name):
+            self.kube.delete("Job", app.namespace, stale)
+        return c.true(names.MIGRATED, "Migrated", f"Job '{job.name}' migrated the database to {app.image}")
+
+    # --- 5. roll out --------------------------------------------------------------------------------------
+
+    def _roll_out(
+        self,
+        app: FlaskAppSpec,
+        status: dict[str, Any],
+        secret_data: list[Mapping[str, str]],
+        events: list[Event],
+    ) -> tuple[c.Condition, bool]:
+        """Apply the Deployment and Service; the Available condition and whether the rollout is complete."""
+        current = self.kube.get("Deployment", app.namespace, app.name)
+        if status.get("migratedImage") != app.image:
+            # No rollout before the migration succeeded: whatever serves now keeps serving untouched.
+            return self._availability(app, status, rollout.view(current)), False
+        checksum = manifests.secrets_checksum(*secret_data)
+        desired = manifests.deployment(app, app.image, checksum)
+        if self._apply_if_changed(desired, current):
+            old_image = rollout.view(current).image
+            if old_image != app.image:
+                events.append(
+                    Event("Normal", "RolloutStarted", f"rolling Deployment '{app.name}' to {app.image}")
+                )
+            current = self.kube.get("Deployment", app.namespace, app.name)
+        svc = manifests.service(app)
+        self._apply_if_changed(svc, self.kube.get("Service", app.namespace, app.name))
+        view = rollout.view(current)
+        return self._availability(app, status, view), view.rolled_out and view.image == app.image
+
+    def _availability(
+        self, app: FlaskAppSpec, status: dict[str, Any], dep: rollout.RolloutView
+    ) -> c.Condition:
+        status["replicas"] = dep.replicas
+        status["readyReplicas"] = dep.ready_replicas
+        if dep.rolled_out and dep.image:
+            status["servingImage"] = dep.image
+        if not dep.exists:
+            return c.false(
+                names.AVAILABLE, "NotDeployed", "no Deployment yet: it is created after the migration"
+            )
+        if dep.available:
+            return c.true(names.AVAILABLE, "MinimumReplicasAvailable", dep.message)
+        return c.false(names.AVAILABLE, "MinimumReplicasUnavailable", dep.message)
+
+    def _apply_if_changed(self, desired: dict[str, Any], current: Mapping[str, Any] | None) -> bool:
+        digest = manifests.digest(desired)
+        have = ((current or {}).get("metadata") or {}).get("annotations", {}).get(APPLIED_HASH)
+        if current is not None and have == digest:
+            return False
+        desired["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
+        self.kube.apply(desired)
+        return True
+
+    # --- 6. delete ----------------------------------------------------------------------------------------
+
+    def finalize(self, body: Mapping[str, Any]) -> tuple[bool, list[Event]]:
+        """Drop the database of a deleted app whose policy is Delete; True when the finalizer may go."""
+        app = parse_flaskapp(body)
+        if (
+            app.database.deletion_policy != "Delete"
+            or not app.database.server
+            or app.environment == "production"
+        ):
+            return True, []
+        try:
+            target = self._resolve(app)
+            assert target.server is not None
+            admin = self._admin(target.server)
+        except Halt as halt:
+            # The server (or its admin Secret) is gone for good: nothing left to drop, do not block deletion.
+            msg = f"database not dropped: {halt.conds[0].message if halt.conds else 'server unknown'}"
+            return True, [Event("Warning", "DatabaseNotDropped", msg)]
+        try:
+            credentials.drop_database(admin, target.identity.dbname, target.identity.user)
+        except credentials.DatabaseUnavailable as exc:
+            return False, [Event("Warning", "DatabaseDropFailed", f"will retry: {exc.reason}")]
+        return True, [
+            Event(
+                "Normal",
+                "DatabaseDropped",
+                f"dropped database '{target.identity.dbname}' (deletionPolicy: Delete)",
+            )
+        ]
+
+
+# --- pure helpers ----------------------------------------------------------------------------------------
+
+
+def _decode(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
+    import base64
+
+    if obj is None:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+
+def _selector(app: FlaskAppSpec, component: str) -> str:
+    return f"{names.LABEL_APP}={app.name},{names.LABEL_COMPONENT}={component}"
+
+
+def _db_reason(exc: credentials.DatabaseUnavailable) -> str:
+    if isinstance(exc, credentials.AdminAuthFailed):
+        return "AdminAuthFailed"
+    if isinstance(exc, credentials.AdminPermissionDenied):
+        return "AdminPermissionDenied"
+    return "ServerUnreachable"
+
+
+def _unsafe(violations: list[Violation]) -> Halt:
+    message = summary(violations)
+    return Halt(
+        c.false(names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing", message),
+        stalled=True,
+        events=[Event("Warning", "UnsafeDatabasePairing", f"refusing to act: {message}")],
+    )
+
+
+def _summary(
+    conds: list[dict[str, Any]], app: FlaskAppSpec, *, rolled_out: bool, stalled: bool, retrying: bool
+) -> list[c.Condition]:
+    """Ready, Reconciling and Stalled from the step conditions (kstatus semantics)."""
+    by_type = {x["type"]: x for x in conds}
+    blocking = None
+    for t in (names.ENVIRONMENT_SAFE, names.DATABASE_READY, names.MIGRATED, names.AVAILABLE):
+        cond = by_type.get(t)
+        if cond is None or cond["status"] != "True":
+            blocking = cond or {"reason": "Pending", "message": f"{t} not evaluated yet"}
+            break
+    if blocking is None and not rolled_out:
+        blocking = {"reason": "RollingOut", "message": by_type[names.AVAILABLE]["message"]}
+    if blocking is None:
+        msg = f"serving {app.image}: " + by_type[names.AVAILABLE]["message"]
+        return [
+            c.true(names.READY, "Ready", msg),
+            c.false(names.RECONCILING, "Ready", "nothing to do"),
+            c.false(names.STALLED, "Ready", "nothing to do"),
+        ]
+    reason, message = blocking["reason"], blocking["message"]
+    if stalled:
+        return [
+            c.false(names.READY, reason, message),
+            c.false(names.RECONCILING, "Stalled", "waiting for a change to the spec"),
+            c.true(names.STALLED, reason, message),
+        ]
+    return [
+        c.false(names.READY, reason, message),
+        c.true(names.RECONCILING, reason, message + (" (retrying)" if retrying else "")),
+        c.false(names.STALLED, "Progressing", "making progress"),
+    ]
+
+
+# Which (type, status) transitions are worth a Warning Event; other transitions post a Normal one.
+_WARNING_STATES = {
+    (names.ENVIRONMENT_SAFE, "False"),
+    (names.DATABASE_READY, "False"),
+    (names.AVAILABLE, "False"),
+}
+
+
+def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """One Event per condition whose status or reason changed (so a steady state posts nothing)."""
+    before = {x["type"]: (x.get("status"), x.get("reason")) for x in old}
+    out: list[Event] = []
+    for cond in new:
+        t = cond["type"]
+        if t in (names.RECONCILING, names.STALLED, names.ENVIRONMENT_SAFE):
+            continue  # the summary conditions echo others; EnvironmentSafe posts its own richer Event
+        now = (cond["status"], cond["reason"])
+        if before.get(t) == now:
+            continue
+        if t == names.READY and cond["status"] != "True":
+            continue  # Ready=False repeats the blocking condition's Event
+        warn = (t, cond["status"]) in _WARNING_STATES or cond["reason"] == "MigrationFailed"
+        if not warn and before.get(t) is None and cond["status"] != "True":
+            continue  # first sighting of a pending step is not news
+        out.append(Event("Warning" if warn else "Normal", cond["reason"], f"{t}: {cond['message']}"))
+    return out
