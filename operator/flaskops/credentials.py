@@ -1,0 +1,407 @@
+"""PostgreSQL credentials: an app's role and database on a real server, its password, its environment stamp.
+
+Pure helpers (names, passwords, stamps, URLs) are plain functions. The server-side functions open one
+connection per call, so kopf may run them from its thread pool at once; they are idempotent, so a
+retry after any failure is always safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors, sql
+
+from flaskops import names
+from flaskops.dburl import DatabaseIdentity, database_url, db_secret_data, parse_database_url
+
+__all__ = [
+    "AdminAuthFailed",
+    "AdminConnection",
+    "AdminPermissionDenied",
+    "DatabaseIdentity",
+    "DatabaseUnavailable",
+    "ProvisionResult",
+    "ProvisioningFailed",
+    "database_url",
+    "db_secret_data",
+    "default_names",
+    "drop_database",
+    "ensure_database",
+    "generate_password",
+    "parse_database_url",
+    "parse_stamp",
+    "read_stamp",
+    "stamp_for",
+]
+
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated.
+_HASH_CHARS = 8
+_SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+
+class DatabaseUnavailable(Exception):
+    """The server could not do what was asked; `reason` says why and never contains a password."""
+
+    # The `reason` field of the DatabaseReady condition for this failure.
+    condition_reason = "DatabaseUnavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AdminAuthFailed(DatabaseUnavailable):
+    """The server refused the admin credentials from the PostgresServer's admin Secret."""
+
+    condition_reason = "AdminAuthFailed"
+
+
+class AdminPermissionDenied(DatabaseUnavailable):
+    """The admin role lacks a privilege it needs (CREATEROLE, CREATEDB, or ownership)."""
+
+    condition_reason = "AdminPermissionDenied"
+
+
+class ProvisioningFailed(DatabaseUnavailable):
+    """The server answered but refused a statement for another reason, e.g. objects still use the role."""
+
+    condition_reason = "ProvisioningFailed"
+
+
+# --- pure helpers --------------------------------------------------------------------------------------
+
+
+def generate_password() -> str:
+    """A new random password: 256 bits, URL-safe alphabet (URLs escape it anyway)."""
+    return secrets.token_urlsafe(32)
+
+
+def default_names(namespace: str, app: str) -> tuple[str, str]:
+    """Database and role names for an app: `<namespace>__<app>`, a valid identifier of at most 63 bytes.
+
+    Database and role share the name, as in CloudNativePG. Names stay readable when that is unambiguous;
+    otherwise a hash of the exact namespace and app is appended, so two apps never share a name.
+    """
+    if not namespace or not app:
+        raise ValueError("namespace and app name must not be empty")
+    # "-" becomes "_" and the separator is "__": DNS labels never start or end with "-", so
+    # namespace/app split back uniquely unless a name holds "--" or a character other than [a-z0-9-].
+    readable = all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", part) for part in (namespace, app))
+    base = f"{_identifier_part(namespace)}__{_identifier_part(app)}"
+    # Unquoted identifiers cannot start with a digit, and roles named pg_* are reserved by the server;
+    # a leading "_" is never produced otherwise, so it keeps the mapping unique.
+    if base[0].isdigit() or base.startswith("pg_"):
+        base = f"_{base}"
+    if readable and len(base) <= MAX_IDENTIFIER_BYTES:
+        return base, base
+    # Hex never spells a pairing-rule token (prod, test, dev, ...), so the suffix cannot trip S1-S3.
+    digest = hashlib.sha256(f"{namespace}/{app}".encode()).hexdigest()[:_HASH_CHARS]
+    head = base[: MAX_IDENTIFIER_BYTES - _HASH_CHARS - 1].rstrip("_")
+    name = f"{head}_{digest}"
+    return name, name
+
+
+def _identifier_part(text: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9]", "_", text.lower())
+    return cleaned.strip("_") or "x"
+
+
+def stamp_for(environment: str) -> str:
+    """The comment the operator writes on a database it provisions for `environment`."""
+    if environment not in names.ENVIRONMENTS:
+        raise ValueError(f"environment {environment!r} is not one of {', '.join(names.ENVIRONMENTS)}")
+    return f"{names.DATABASE_STAMP_PREFIX}{environment}"
+
+
+def parse_stamp(comment: str | None) -> str | None:
+    """The environment stamped in a database comment, or None if it carries no stamp."""
+    if not comment:
+        return None
+    # The stamp is one line of the comment, so a comment a person wrote before us is kept beside it.
+    for line in comment.splitlines():
+        line = line.strip()
+        if line.startswith(names.DATABASE_STAMP_PREFIX):
+            return line[len(names.DATABASE_STAMP_PREFIX) :].strip() or None
+    return None
+
+
+def _scram_verifier(password: str) -> str:
+    # Send PostgreSQL the SCRAM-SHA-256 verifier, never the password: CREATE/ALTER ROLE ... PASSWORD
+    # text lands in the server log under log_statement=ddl and in pg_stat_statements.
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _SCRAM_ITERATIONS)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${_SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+# --- the server ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminConnection:
+    """How to reach a PostgresServer as its admin; the password never shows in repr()."""
+
+    host: str
+    port: int
+    sslmode: str
+    username: str
+    password: str = field(repr=False)
+    connect_timeout: int = 5
+    # Bounds every statement, so a lock held elsewhere cannot hang a kopf worker thread.
+    statement_timeout_ms: int = 60_000
+    maintenance_db: str = "postgres"
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """What ensure_database found and did; `stamp` is the environment on the database afterwards."""
+
+    role_created: bool
+    database_created: bool
+    password_set: bool
+    stamped: bool
+    stamp: str | None
+    owner: str
+
+    @property
+    def changed(self) -> bool:
+        """Whether this call changed anything on the server."""
+        return self.role_created or self.database_created or self.password_set or self.stamped
+
+
+# Connection failures carry no SQLSTATE in libpq, only text; these are the server's English messages.
+# A server with localized messages still fails with DatabaseUnavailable, only less specifically.
+_AUTH_FAILURE = re.compile(r'authentication failed|no pg_hba\.conf entry|role ".*" does not exist')
+
+
+def _scrub(text: str, *secret_values: str) -> str:
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+@contextmanager
+def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterator[psycopg.Connection]:
+    """An autocommit admin connection, turning every psycopg error into a DatabaseUnavailable."""
+    where = f"PostgreSQL at {admin.host}:{admin.port} as {admin.username!r}"
+    try:
+        conn = psycopg.connect(
+            host=admin.host,
+            port=admin.port,
+            user=admin.username,
+            password=admin.password,
+            dbname=admin.maintenance_db,
+            sslmode=admin.sslmode,
+            connect_timeout=admin.connect_timeout,
+            application_name="flaskops",
+            # CREATE DATABASE and DROP DATABASE refuse to run inside a transaction block.
+            autocommit=True,
+        )
+    except psycopg.Error as exc:
+        message = _scrub(str(exc).strip(), admin.password)
+        if _AUTH_FAILURE.search(message):
+            raise AdminAuthFailed(
+                f"{where} refused the admin credentials: {message}; check the PostgresServer's admin Secret"
+            ) from None
+        raise DatabaseUnavailable(f"cannot connect to {where}: {message}") from None
+    try:
+        with conn:
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(admin.statement_timeout_ms))
+            if lock is not None:
+                # Serializes flaskops instances working on one database, so check-then-write is atomic.
+                conn.execute("SELECT pg_advisory_lock(%s::bigint)", (_lock_key(lock),))
+            yield conn
+    except errors.InsufficientPrivilege as exc:
+        raise AdminPermissionDenied(
+            f"{where}: {_scrub(str(exc).strip(), admin.password)}; "
+            "the admin role needs CREATEROLE and CREATEDB (or superuser)"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"{where}: {_scrub(str(exc).strip(), admin.password)}") from None
+    except psycopg.Error as exc:
+        state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+        raise ProvisioningFailed(f"{where}{state}: {_scrub(str(exc).strip(), admin.password)}") from None
+
+
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(f"flaskops:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _check_identifier(what: str, name: str) -> None:
+    # PostgreSQL truncates longer names with only a NOTICE: we would then look for a name that never exists.
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"{what} {name!r} must be 1 to {MAX_IDENTIFIER_BYTES} bytes long")
+
+
+def _database_row(conn: psycopg.Connection, dbname: str) -> tuple[str, str | None] | None:
+    row = conn.execute(
+        "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database"
+        " WHERE datname = %s",
+        (dbname,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def _role_exists(conn: psycopg.Connection, role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def _create_role(conn: psycopg.Connection, role: str, password: str) -> bool:
+    """Create the app's login role; False if it already exists (another operator may have won the race)."""
+    # INHERIT, not NOINHERIT: since PostgreSQL 15 the public schema belongs to pg_database_owner, whose
+    # privileges a NOINHERIT owner does not get, so its migrations fail with "permission denied for
+    # schema public". The role is a member of nothing else, so inheriting grants it nothing more.
+    statement = sql.SQL(
+        "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION"
+        " NOBYPASSRLS PASSWORD {}"
+    ).format(sql.Identifier(role), sql.Literal(_scram_verifier(password)))
+    try:
+        conn.execute(statement)
+    # Two concurrent CREATE ROLEs: the loser sees DuplicateObject, or the catalog's unique index.
+    except (errors.DuplicateObject, errors.UniqueViolation):
+        return False
+    return True
+
+
+def _create_database(conn: psycopg.Connection, dbname: str, owner: str) -> bool:
+    """Create the app's database owned by its role; False if it already exists."""
+    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner))
+    try:
+        conn.execute(statement)
+    except (errors.DuplicateDatabase, errors.UniqueViolation):
+        return False
+    return True
+
+
+def _make_admin_member_of(conn: psycopg.Connection, role: str) -> None:
+    # A non-superuser admin (managed PostgreSQL) must be a member of a role to create a database it
+    # owns, comment on it and drop it; a superuser needs nothing.
+    row = conn.execute(
+        "SELECT rolsuper, pg_has_role(current_user, %s, 'USAGE') FROM pg_roles WHERE rolname = current_user",
+        (role,),
+    ).fetchone()
+    if row is not None and not row[0] and not row[1]:
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+
+
+def ensure_database(
+    admin: AdminConnection,
+    dbname: str,
+    role: str,
+    password: str,
+    environment: str,
+    *,
+    set_password: bool,
+) -> ProvisionResult:
+    """Create the app's role and database if missing, lock out other roles, stamp the environment.
+
+    A database that already carries another environment's stamp, or belongs to another role, is left
+    untouched: the result reports its stamp and owner so the caller can refuse (rule S6).
+    """
+    stamp = stamp_for(environment)
+    _check_identifier("database name", dbname)
+    _check_identifier("role name", role)
+    if not password:
+        raise ValueError("the role's password is empty")
+    try:
+        with _admin_session(admin, lock=dbname) as conn:
+            existing = _database_row(conn, dbname)
+            if existing is not None:
+                owner, comment = existing
+                found = parse_stamp(comment)
+                if owner != role or (found is not None and found != environment):
+                    return ProvisionResult(False, False, False, False, found, owner)
+
+            role_created = False
+            password_set = False
+            if not _role_exists(conn, role):
+                role_created = _create_role(conn, role, password)
+            if not role_created and set_password:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(_scram_verifier(password))
+                    )
+                )
+                password_set = True
+
+            _make_admin_member_of(conn, role)
+            database_created = existing is None and _create_database(conn, dbname, role)
+            row = _database_row(conn, dbname)
+            if row is None:  # dropped between our statements: let the caller's retry start over
+                raise DatabaseUnavailable(f"database {dbname!r} vanished while it was being provisioned")
+            owner, comment = row
+            if owner != role:
+                return ProvisionResult(
+                    role_created, database_created, password_set, False, parse_stamp(comment), owner
+                )
+
+            # Every role may connect to a new database by default; only the owner (and superusers) may now.
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+            found = parse_stamp(comment)
+            stamped = False
+            if found is None:
+                text = stamp if not comment else f"{comment}\n{stamp}"
+                conn.execute(
+                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(text))
+                )
+                found, stamped = environment, True
+            return ProvisionResult(role_created, database_created, password_set, stamped, found, owner)
+    except DatabaseUnavailable as exc:
+        # The new password can reach no message (the admin's is scrubbed where it is known).
+        exc.reason = _scrub(exc.reason, password)
+        exc.args = (exc.reason,)
+        raise
+
+
+def read_stamp(admin: AdminConnection, dbname: str) -> str | None:
+    """The environment stamped on a database, or None if it has no stamp or does not exist."""
+    with _admin_session(admin) as conn:
+        row = _database_row(conn, dbname)
+    return None if row is None else parse_stamp(row[1])
+
+
+def drop_database(admin: AdminConnection, dbname: str, role: str) -> None:
+    """Drop an app's database and role, disconnecting its sessions; a no-op when both are gone."""
+    _check_identifier("database name", dbname)
+    _check_identifier("role name", role)
+    with _admin_session(admin, lock=dbname) as conn:
+        existing = _database_row(conn, dbname)
+        if existing is not None and existing[0] != role:
+            # Only ever drop what flaskops provisioned: a database someone else owns is not ours to lose.
+            raise ProvisioningFailed(
+                f"database {dbname!r} is owned by {existing[0]!r}, not {role!r}; refusing to drop it"
+            )
+        if _role_exists(conn, role):
+            _make_admin_member_of(conn, role)
+            # NOLOGIN first, so the app's pool cannot reconnect between the terminate and the drop.
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        name = sql.Identifier(dbname)
+        if (conn.info.server_version or 0) >= 130000:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        else:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
