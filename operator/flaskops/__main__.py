@@ -1,0 +1,27 @@
+"""`python -m flaskops`: run the operator (kopf) against the cluster in KUBECONFIG or in-cluster."""
+
+from __future__ import annotations
+
+import sys
+
+import kopf.cli
+
+
+def argv(args: list[str]) -> list[str]:
+    """The kopf command line: this package's handlers, standalone (one replica, no peering objects)."""
+    scope = (
+        []
+        if any(
+            a in ("--namespace", "-n", "--all-namespaces", "-A") or a.startswith("--namespace=") for a in args
+        )
+        else ["--all-namespaces"]
+    )
+    return ["run", "--module", "flaskops.handlers", "--standalone", *scope, *args]
+
+
+def main() -> None:
+    kopf.cli.main(argv(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""kopf wiring only: which events reach the reconcile, the webhook and the finalizer. No decisions here."""
+
+# kopf's callback protocols list every keyword it may pass; our handlers declare only what they use.
+# mypy: disable-error-code="arg-type"
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from . import inventory, names, webhook
+from . import settings as settings_mod
+from .kube import Kube
+from .reconcile import Event, Reconciler, Result
+from .safety import summary
+
+log = logging.getLogger("flaskops")
+CONFIG = settings_mod.from_env()
+FLASKAPPS = (names.GROUP, names.VERSION, names.FLASKAPP_PLURAL)
+SERVERS = (names.GROUP, names.VERSION, names.POSTGRESSERVER_PLURAL)
+CHILD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_APP: kopf.PRESENT}
+
+
+class _State:
+    """Process-wide: one API client, one lock per FlaskApp (kopf runs sync handlers in threads)."""
+
+    def __init__(self) -> None:
+        self._kube: Kube | None = None
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._timers: dict[tuple[str, str], threading.Timer] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube()
+        return self._kube
+
+    def lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
+        with self._guard:
+            if key in self._timers and self._timers[key].is_alive():
+                return
+            timer = threading.Timer(delay, fn)
+            timer.daemon = True
+            self._timers[key] = timer
+            timer.start()
+
+
+STATE = _State()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own names for kopf's bookkeeping, so several kopf operators never fight over one annotation.
+    settings.persistence.finalizer = names.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP, v1=False)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.GROUP, key="last-handled-configuration", v1=False
+    )
+    # Watch only our own children, filtered by the API server rather than in this process.
+    selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    settings.watching.label_selectors[("batch", "v1", "jobs")] = selector
+    settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
+    settings.execution.max_workers = CONFIG.max_workers
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    if CONFIG.webhook_mode != "none":
+        from . import admission
+
+        admission.configure(settings, CONFIG)
+
+
+# --- indexes: what every app and server is, in memory, for rule S5 and the webhook ------------------------
+
+
+@kopf.index(*FLASKAPPS)
+def flaskapp_db(
+    namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any
+) -> Any:
+    return {None: inventory.app_entry(namespace, name, spec, status)}
+
+
+@kopf.index(*SERVERS)
+def postgresserver_spec(name: str, spec: Mapping[str, Any], **_: Any) -> Any:
+    return {name: inventory.server_entry(spec)}
+
+
+def _servers(index: Any) -> dict[str, Mapping[str, Any]]:
+    return {key: next(iter(store)) for key, store in index.items()}
+
+
+def _entries(index: Any) -> list[Mapping[str, Any]]:
+    return list(index.get(None, ()))
+
+
+# --- the reconcile --------------------------------------------------------------------------------------
+
+
+def _post(body: Mapping[str, Any], events: list[Event]) -> None:
+    for ev in events:
+        kopf.event(cast(kopf.Body, body), type=ev.type, reason=ev.reason, message=ev.message)
+
+
+def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
+    """Reconcile one FlaskApp from its freshest state; write status only when it changed."""
+    kube = STATE.kube
+    with STATE.lock((namespace, name)):
+        body = kube.get(names.FLASKAPP_KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        servers = _servers(indexes["postgresserver_spec"])
+        entries = _entries(indexes["flaskapp_db"])
+        reconciler = Reconciler(
+            kube,
+            others=lambda app: inventory.other_apps(namespace, name, entries, servers),
+            connect_timeout=CONFIG.connect_timeout,
+        )
+        result = reconciler.reconcile(body)
+        if result.status != (body.get("status") or {}):
+            kube.merge_patch(names.FLASKAPP_KIND, namespace, name, {"status": result.status}, sub="status")
+        _post(body, result.events)
+        return result
+
+
+def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+    """Reconcile an app because one of its inputs changed; retry on a timer if a step asked to."""
+    try:
+        result = run(namespace, name, indexes)
+    except Exception:
+        log.exception("reconcile failed", extra={"namespace": namespace, "flaskapp": name})
+        result = None
+        delay: float | None = 10.0
+    else:
+        delay = result.retry_after if result else None
+    if delay:
+        STATE.retry_later((namespace, name), delay, lambda: nudge(namespace, name, indexes))
+
+
+@kopf.on.resume(*FLASKAPPS)
+@kopf.on.create(*FLASKAPPS)
+@kopf.on.update(*FLASKAPPS)
+def reconcile_flaskapp(
+    namespace: str, name: str, flaskapp_db: Any, postgresserver_spec: Any, **_: Any
+) -> None:
+    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+    result = run(namespace, name, indexes)
+    if result is not None and result.retry_after:
+        ready: Mapping[str, Any] = next(
+            (c for c in result.status["conditions"] if c["type"] == names.READY), {}
+        )
+        raise kopf.TemporaryError(ready.get("message", "retrying"), delay=result.retry_after)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+def child_changed(
+    namespace: str, labels: Mapping[str, str], flaskapp_db: Any, postgresserver_spec: Any, **_: Any
+) -> None:
+    # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop.
+    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+    nudge(namespace, labels[names.LABEL_APP], indexes)
+
+
+@kopf.on.create(*SERVERS)
+@kopf.on.update(*SERVERS)
+def server_changed(name: str, flaskapp_db: Any, postgresserver_spec: Any, **_: Any) -> None:
+    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+    for entry in _entries(flaskapp_db):
+        if entry.get("server") == name:
+            nudge(entry["namespace"], entry["name"], indexes)
+
+
+# --- deletion: drop the database only for deletionPolicy Delete (kopf adds the finalizer only then) ------
+
+
+def _drops_database(spec: Mapping[str, Any], **_: Any) -> bool:
+    db = spec.get("database") or {}
+    return (
+        bool(db.get("server"))
+        and db.get("deletionPolicy") == "Delete"
+        and spec.get("environment") != "production"
+    )
+
+
+@kopf.on.delete(*FLASKAPPS, when=_drops_database)
+def drop_database(body: Mapping[str, Any], **_: Any) -> None:
+    done, events = Reconciler(STATE.kube, connect_timeout=CONFIG.connect_timeout).finalize(body)
+    _post(body, events)
+    if not done:
+        raise kopf.TemporaryError("the database could not be dropped yet", delay=15)
+
+
+# --- admission ------------------------------------------------------------------------------------------
+
+
+@kopf.on.validate(
+    *FLASKAPPS,
+    id="validate-flaskapp",
+    operations=["CREATE", "UPDATE"],
+    ignore_failures=CONFIG.webhook_failure_policy == "Ignore",
+)
+def validate_flaskapp(
+    body: Mapping[str, Any],
+    namespace: str | None,
+    name: str | None,
+    warnings: list[str],
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    **_: Any,
+) -> None:
+    servers = _servers(postgresserver_spec)
+    others = inventory.other_apps(namespace or "", name or "", _entries(flaskapp_db), servers)
+    result = webhook.review(body, servers, others)
+    warnings.extend(result.warnings)
+    if not result.allowed:
+        raise kopf.AdmissionError(f"unsafe FlaskApp: {summary(result.violations)}", code=403)

@@ -1,0 +1,64 @@
+"""Which database every FlaskApp uses, from the operator's in-memory indexes (for rule S5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import credentials
+from .safety import OtherApp
+
+
+def app_entry(
+    namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the FlaskApp index keeps per app: enough to know its database without an API call."""
+    db = spec.get("database") or {}
+    recorded = (status or {}).get("database") or {}
+    return {
+        "namespace": namespace,
+        "name": name,
+        "environment": spec.get("environment", ""),
+        "server": db.get("server"),
+        "dbname": db.get("name") or credentials.default_names(namespace, name)[0],
+        "recorded": {k: recorded.get(k) for k in ("host", "port", "name")} if recorded.get("host") else None,
+    }
+
+
+def server_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What the PostgresServer index keeps per server."""
+    return {
+        "host": spec.get("host", ""),
+        "port": int(spec.get("port") or 5432),
+        "environments": tuple(spec.get("environments") or ()),
+    }
+
+
+def location(
+    entry: Mapping[str, Any], servers: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, int, str] | None:
+    """Host, port and database of an app: from its spec and server when it has one, else from its status."""
+    server = servers.get(entry["server"]) if entry.get("server") else None
+    if server is not None:
+        return (server["host"].lower(), int(server["port"]), entry["dbname"])
+    rec = entry.get("recorded")
+    if rec:
+        return (str(rec["host"]).lower(), int(rec["port"] or 5432), str(rec["name"]))
+    return None
+
+
+def other_apps(
+    namespace: str,
+    name: str,
+    entries: Iterable[Mapping[str, Any]],
+    servers: Mapping[str, Mapping[str, Any]],
+) -> list[OtherApp]:
+    """Every other FlaskApp whose database location is known."""
+    out = []
+    for e in entries:
+        if (e["namespace"], e["name"]) == (namespace, name):
+            continue
+        loc = location(e, servers)
+        if loc is not None:
+            out.append(OtherApp(e["namespace"], e["name"], e["environment"], loc))
+    return out

@@ -1,0 +1,42 @@
+"""Operator settings from the environment (the chart sets them; defaults suit a local run)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Webhook: "none" (no admission webhook), or "self" (serve it and manage the
+    # ValidatingWebhookConfiguration ourselves with a self-generated CA), or "certs" (serve with mounted
+    # certificates; the chart owns the configuration, e.g. through cert-manager).
+    webhook_mode: str = "none"
+    webhook_addr: str = "0.0.0.0"  # noqa: S104 - a pod listens on its own interface
+    webhook_port: int = 9443
+    webhook_host: str | None = None  # DNS name or IP the API server dials (a Service, or 127.0.0.1 locally)
+    webhook_cert_dir: str = "/tmp/flaskops-webhook"  # noqa: S108 - an emptyDir in the pod
+    webhook_config_name: str = "flaskops.dev"
+    webhook_failure_policy: str = "Fail"
+    max_workers: int = 8
+    # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
+    provision_concurrency: int = 4
+    connect_timeout: int = 5
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    e = os.environ if env is None else env
+    d = Settings()
+    return Settings(
+        webhook_mode=e.get("FLASKOPS_WEBHOOK", d.webhook_mode),
+        webhook_addr=e.get("FLASKOPS_WEBHOOK_ADDR", d.webhook_addr),
+        webhook_port=int(e.get("FLASKOPS_WEBHOOK_PORT", d.webhook_port)),
+        webhook_host=e.get("FLASKOPS_WEBHOOK_HOST") or d.webhook_host,
+        webhook_cert_dir=e.get("FLASKOPS_WEBHOOK_CERT_DIR", d.webhook_cert_dir),
+        webhook_config_name=e.get("FLASKOPS_WEBHOOK_CONFIG_NAME", d.webhook_config_name),
+        webhook_failure_policy=e.get("FLASKOPS_WEBHOOK_FAILURE_POLICY", d.webhook_failure_policy),
+        max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
+        provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
+        connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
+    )
