@@ -7,10 +7,12 @@ a crash, a restart or a duplicate event changes nothing.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from . import conditions as c
@@ -30,7 +32,12 @@ RETRY_MIGRATION = f"{names.ANNOTATION_PREFIX}/retry-migration"
 # How many old signing keys stay valid after rotations.
 MAX_FALLBACKS = 2
 
+# Annotation on a FlaskApp being deleted: "true" releases it without dropping the database.
+SKIP_DROP = f"{names.ANNOTATION_PREFIX}/skip-database-drop"
 RETRY_DATABASE_SECONDS = 10.0
+# A Delete-policy app whose server stays unreachable this long after deletion is released anyway
+# (with a Warning naming the database to drop by hand): a finalizer must never hold an object forever.
+DROP_DEADLINE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -489,6 +496,9 @@ class Reconciler:
             or app.environment == "production"
         ):
             return True, []
+        meta = body.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(SKIP_DROP) == "true":
+            return True, [Event("Warning", "DatabaseNotDropped", f"{SKIP_DROP} is set: database kept")]
         try:
             target = self._resolve(app)
             assert target.server is not None
@@ -497,16 +507,22 @@ class Reconciler:
             # The server (or its admin Secret) is gone for good: nothing left to drop, do not block deletion.
             msg = f"database not dropped: {halt.conds[0].message if halt.conds else 'server unknown'}"
             return True, [Event("Warning", "DatabaseNotDropped", msg)]
+        dbname = target.identity.dbname
         try:
-            credentials.drop_database(admin, target.identity.dbname, target.identity.user)
+            credentials.drop_database(admin, dbname, target.identity.user)
         except credentials.DatabaseUnavailable as exc:
+            if _age_seconds(meta.get("deletionTimestamp"), self.now()) > DROP_DEADLINE_SECONDS:
+                return True, [
+                    Event(
+                        "Warning",
+                        "DatabaseNotDropped",
+                        f"gave up after {DROP_DEADLINE_SECONDS}s ({exc.reason}); drop database '{dbname}' "
+                        f"and role '{target.identity.user}' on {target.identity.host} by hand",
+                    )
+                ]
             return False, [Event("Warning", "DatabaseDropFailed", f"will retry: {exc.reason}")]
         return True, [
-            Event(
-                "Normal",
-                "DatabaseDropped",
-                f"dropped database '{target.identity.dbname}' (deletionPolicy: Delete)",
-            )
+            Event("Normal", "DatabaseDropped", f"dropped database '{dbname}' (deletionPolicy: Delete)")
         ]
 
 
@@ -514,11 +530,16 @@ class Reconciler:
 
 
 def _decode(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
-    import base64
-
     if obj is None:
         return None
     return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+
+def _age_seconds(since: str | None, now: str) -> float:
+    if not since:
+        return 0.0
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (datetime.strptime(now, fmt) - datetime.strptime(since, fmt)).total_seconds()
 
 
 def _selector(app: FlaskAppSpec, component: str) -> str:
