@@ -27,6 +27,7 @@ __all__ = [
     "AdminConnection",
     "AdminPermissionDenied",
     "DatabaseIdentity",
+    "DatabaseNotOwned",
     "DatabaseUnavailable",
     "ProvisionResult",
     "ProvisioningFailed",
@@ -77,6 +78,12 @@ class ProvisioningFailed(DatabaseUnavailable):
     """The server answered but refused a statement for another reason, e.g. objects still use the role."""
 
     condition_reason = "ProvisioningFailed"
+
+
+class DatabaseNotOwned(ProvisioningFailed):
+    """The database belongs to another role or environment, so flaskops refuses to drop it."""
+
+    condition_reason = "DatabaseOwnedElsewhere"
 
 
 # --- pure helpers --------------------------------------------------------------------------------------
@@ -379,17 +386,28 @@ def read_stamp(admin: AdminConnection, dbname: str) -> str | None:
     return None if row is None else parse_stamp(row[1])
 
 
-def drop_database(admin: AdminConnection, dbname: str, role: str) -> None:
-    """Drop an app's database and role, disconnecting its sessions; a no-op when both are gone."""
+def drop_database(admin: AdminConnection, dbname: str, role: str, *, environment: str | None = None) -> None:
+    """Drop an app's database and role, disconnecting its sessions; a no-op when both are gone.
+
+    Refuses (DatabaseNotOwned) a database owned by another role or, given `environment`, stamped for
+    another environment: a deletion must never take a database that another app relies on.
+    """
     _check_identifier("database name", dbname)
     _check_identifier("role name", role)
     with _admin_session(admin, lock=dbname) as conn:
         existing = _database_row(conn, dbname)
-        if existing is not None and existing[0] != role:
-            # Only ever drop what flaskops provisioned: a database someone else owns is not ours to lose.
-            raise ProvisioningFailed(
-                f"database {dbname!r} is owned by {existing[0]!r}, not {role!r}; refusing to drop it"
-            )
+        if existing is not None:
+            owner, comment = existing
+            found = parse_stamp(comment)
+            if owner != role:
+                raise DatabaseNotOwned(
+                    f"database {dbname!r} is owned by {owner!r}, not {role!r}; refusing to drop it"
+                )
+            if environment is not None and found is not None and found != environment:
+                raise DatabaseNotOwned(
+                    f"database {dbname!r} is stamped for environment {found!r}, not {environment!r};"
+                    " refusing to drop it"
+                )
         if _role_exists(conn, role):
             _make_admin_member_of(conn, role)
             # NOLOGIN first, so the app's pool cannot reconnect between the terminate and the drop.

@@ -15,8 +15,8 @@ from flaskops.credentials import (
     AdminAuthFailed,
     AdminConnection,
     AdminPermissionDenied,
+    DatabaseNotOwned,
     DatabaseUnavailable,
-    ProvisioningFailed,
     ProvisionResult,
     _create_database,
     _create_role,
@@ -205,6 +205,11 @@ def test_a_foreign_stamp_is_reported_and_never_overwritten(
     assert not result.changed  # refused before touching anything, the password included
     assert read_stamp(admin, dbname) == "testing"
     _login(postgres, dbname, role, password).close()
+    # Nor may the other environment's deletion take the database with it.
+    with pytest.raises(DatabaseNotOwned, match="stamped for environment 'testing'") as info:
+        drop_database(admin, dbname, role, environment="production")
+    assert info.value.condition_reason == "DatabaseOwnedElsewhere"
+    assert _exists(postgres, dbname, role) == (True, True)
 
 
 def test_a_persons_comment_is_kept_beside_the_stamp(
@@ -244,7 +249,7 @@ def test_a_database_owned_by_another_role_is_reported_and_left_alone(
 
     assert result.owner == other and result.stamp is None and not result.changed
     assert read_stamp(admin, dbname) is None
-    with pytest.raises(ProvisioningFailed, match="refusing to drop"):
+    with pytest.raises(DatabaseNotOwned, match="refusing to drop"):
         drop_database(admin, dbname, role)
     assert _exists(postgres, dbname, other) == (True, True)
 
@@ -257,7 +262,7 @@ def test_drop_removes_database_and_role_even_when_connected_and_is_idempotent(
     ensure_database(admin, dbname, role, password, "testing", set_password=False)
     app_session = _login(postgres, dbname, role, password)  # the app's pool, still open
 
-    drop_database(admin, dbname, role)
+    drop_database(admin, dbname, role, environment="testing")
 
     assert _exists(postgres, dbname, role) == (False, False)
     with pytest.raises(psycopg.OperationalError):
