@@ -1,1 +1,51 @@
-"""The reference Flask application deployed by flaskops."""
+"""The reference Flask application deployed by flaskops: a guestbook on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from . import models  # noqa: F401  (models must be registered before Flask-Migrate compares)
+from .api import api_bp
+from .config import ConfigError, load_config
+from .errors import register_error_handlers
+from .extensions import cache, db, migrate
+from .main import main_bp
+from .observability import configure_logging, register_request_id
+from .probes import probes_bp
+from .security import register_security
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(env: str | None = None, environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app for ``env`` (default: APP_ENV), configured from ``environ`` (default: os.environ)."""
+    app = Flask(__name__)
+    load_configuration(app, env, os.environ if environ is None else environ)
+    configure_logging(app)
+    register_extensions(app)
+    register_security(app)
+    register_request_id(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def load_configuration(app: Flask, env: str | None, environ: Mapping[str, str]) -> None:
+    """Fail hard (ConfigError listing every problem) before anything else is set up."""
+    app.config.from_object(load_config(env, environ))
+
+
+def register_extensions(app: Flask) -> None:
+    # The engine is created lazily: no database connection is opened here, so it is safe pre-fork.
+    db.init_app(app)
+    migrate.init_app(app, db)
+    cache.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(api_bp, url_prefix="/api")
+    app.register_blueprint(main_bp)
+    app.register_blueprint(probes_bp)

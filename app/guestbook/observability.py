@@ -1,0 +1,65 @@
+"""Structured logs: JSON lines on stdout, each tied to the request that caused it by a request id."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+
+from flask import Flask, Response, g, has_request_context, request
+from flask.logging import default_handler
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Accept an upstream id (ingress, mesh, client) only if it is short and harmless to log and echo.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+LOG_FIELDS = "%(levelname)s %(name)s %(message)s"
+RENAMED = {"levelname": "level", "name": "logger"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record logged while a request is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and "request_id" in g:
+            record.request_id = g.request_id
+        return True
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter(LOG_FIELDS, rename_fields=RENAMED, timestamp=True)
+
+
+def configure_logging(app: Flask) -> None:
+    """Send the app's and alembic's logs to stdout as JSON (idempotent across create_app calls)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(json_formatter())
+    handler.addFilter(RequestIdFilter())
+    handler._guestbook = True  # type: ignore[attr-defined]
+    # Flask adds its plain-text stderr handler when app.logger is first touched; JSON replaces it.
+    app.logger.removeHandler(default_handler)
+    for logger in (app.logger, logging.getLogger("alembic")):
+        for old in [h for h in logger.handlers if getattr(h, "_guestbook", False)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(app.config["LOG_LEVEL"] if logger is app.logger else logging.INFO)
+        logger.propagate = False
+
+
+def _assign_request_id() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _echo_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers[REQUEST_ID_HEADER] = g.request_id
+    return response
+
+
+def register_request_id(app: Flask) -> None:
+    """Honour X-Request-ID or make one; echo it so Gunicorn's access log and the client see it."""
+    # Runs before Talisman's hooks, so a redirect to HTTPS carries the id as well.
+    app.before_request_funcs.setdefault(None, []).insert(0, _assign_request_id)
+    app.after_request(_echo_request_id)

@@ -1,0 +1,92 @@
+"""Gunicorn settings for the guestbook, fit for a container with a read-only root filesystem.
+
+Every value can come from the environment; command-line flags (what the flaskops Deployment passes:
+--workers --threads --timeout --graceful-timeout --max-requests --bind) override this file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+# Where to listen: GUNICORN_BIND, else every interface on PORT (8000).
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+
+# Set workers explicitly: cpu_count() inside a container sees the node's cores, not the pod's limit.
+workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2))
+threads = _int("GUNICORN_THREADS", 1)  # more than 1 selects the gthread worker
+timeout = _int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)  # < terminationGracePeriodSeconds
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max(max_requests // 10, 0))
+
+# The app is imported in each worker after fork (no preload): no database connection, pool or
+# socket is ever shared between processes.
+preload_app = False
+
+# Read-only root filesystem: heartbeat files in memory, and no control socket in $HOME (25.1+).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+control_socket_disable = True
+
+# Logs: JSON lines on stdout, the access line carrying the request id the app echoes.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+
+class JsonAccessLogger(Logger):
+    """Writes one structured access record per request instead of an Apache-style line."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        self.access_log.info(
+            "%s %s %s",
+            atoms["m"],
+            atoms["U"],
+            atoms["s"],
+            extra={
+                "request_id": atoms.get("{x-request-id}o", "-"),
+                "method": atoms["m"],
+                "path": atoms["U"],
+                "query": atoms["q"],
+                "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+                "bytes": atoms["B"],
+                "duration_ms": round(int(atoms["D"]) / 1000, 3),
+                "remote_addr": atoms["h"],
+                "user_agent": atoms["a"],
+            },
+        )
+
+
+logger_class = JsonAccessLogger
+
+_json = {
+    "()": "pythonjsonlogger.json.JsonFormatter",
+    "fmt": "%(levelname)s %(name)s %(message)s",
+    "rename_fields": {"levelname": "level", "name": "logger"},
+    "timestamp": True,
+}
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": _json},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+    },
+    "root": {"level": "WARNING", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
