@@ -17,7 +17,7 @@ from typing import Any
 
 from . import conditions as c
 from . import credentials, dburl, manifests, migrations, names, rollout
-from .kube import Kube
+from .kube import ApiException, Kube
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
 
@@ -122,7 +122,8 @@ class Reconciler:
             updates.append(
                 c.true(names.ENVIRONMENT_SAFE, "SafePairing", "the environment/database pairing is safe")
             )
-            secret_data = self._credentials(app, target, status, events)
+            fresh = _fresh(old.get("conditions") or [], names.DATABASE_READY, app.generation)
+            secret_data = self._credentials(app, target, status, events, fresh=fresh)
             updates.append(
                 c.true(
                     names.DATABASE_READY,
@@ -237,12 +238,12 @@ class Reconciler:
         )
 
     def _credentials(
-        self, app: FlaskAppSpec, target: Target, status: dict[str, Any], events: list[Event]
+        self, app: FlaskAppSpec, target: Target, status: dict[str, Any], events: list[Event], *, fresh: bool
     ) -> list[Mapping[str, str]]:
         """Provision role + database and write the Secrets; returns the Secret data the pods read."""
         ident = target.identity
         if target.server is not None:
-            db_data = self._provision(app, target, events)
+            db_data = self._provision(app, target, events, fresh=fresh)
             secret_name = names.db_secret_name(app.name)
         else:
             secret_name = app.database.existing_secret.name  # type: ignore[union-attr]
@@ -257,42 +258,33 @@ class Reconciler:
         }
         return [db_data, key_data]
 
-    def _provision(self, app: FlaskAppSpec, target: Target, events: list[Event]) -> dict[str, str]:
+    def _provision(
+        self, app: FlaskAppSpec, target: Target, events: list[Event], *, fresh: bool
+    ) -> dict[str, str]:
         server = target.server
         assert server is not None
         ident = target.identity
-        admin = self._admin(server)
         secret_name = names.db_secret_name(app.name)
         existing = self.kube.read_secret_data(app.namespace, secret_name)
-        # The password is generated once and never regenerated while its Secret exists.
+        want = dburl.db_secret_data(
+            ident.host,
+            ident.port,
+            ident.dbname,
+            ident.user,
+            (existing or {}).get("password", ""),
+            target.sslmode,
+        )
+        if fresh and existing == want:
+            # Provisioned for this generation and the Secret is intact: no need to reach PostgreSQL again
+            # (child events re-run reconcile often; a spec change re-provisions, re-checking S6 first).
+            return dict(existing)
+        admin = self._admin(server)
+        # The password is generated once and never regenerated while its Secret exists. It is (re)applied
+        # to the role on every provisioning pass, so a role that outlived its Secret (Retain, then the app
+        # was re-created) gets the Secret's password rather than keeping an unknown one.
         password = (existing or {}).get("password") or credentials.generate_password()
-        try:
-            result = credentials.ensure_database(
-                admin,
-                ident.dbname,
-                ident.user,
-                password,
-                app.environment,
-                set_password=existing is None or "password" not in existing,
-            )
-        except credentials.DatabaseUnavailable as exc:
-            raise Halt(
-                c.false(
-                    names.DATABASE_READY, _db_reason(exc), f"PostgresServer '{server.name}': {exc.reason}"
-                ),
-                retry_after=RETRY_DATABASE_SECONDS,
-            ) from None
-        if result.owner is not None and result.owner != ident.user:
-            raise Halt(
-                c.false(
-                    names.DATABASE_READY,
-                    "DatabaseOwnedElsewhere",
-                    f"database '{ident.dbname}' exists and belongs to role '{result.owner}', not "
-                    f"'{ident.user}'; choose another spec.database.name",
-                ),
-                stalled=True,
-            )
-        # S6: the database's own stamp is the last word on which environment it belongs to.
+        result = self._ensure_database(admin, server, app, ident, password)
+        # The database first, then the Secret: a refused pairing (S6 below) must leave nothing behind.
         self._check_safety(app, target, stamp=result.stamp)
         if result.database_created:
             events.append(
@@ -303,8 +295,47 @@ class Reconciler:
         data = dburl.db_secret_data(
             ident.host, ident.port, ident.dbname, ident.user, password, target.sslmode
         )
-        self._ensure_secret(app, secret_name, "db-credentials", data, existing)
+        won = self._ensure_secret(app, secret_name, "db-credentials", data, existing)
+        if not won:
+            # Another writer created the Secret between our read and our create: its password is the one.
+            data = self.kube.read_secret_data(app.namespace, secret_name) or data
+            self._ensure_database(admin, server, app, ident, data["password"])
         return data
+
+    def _ensure_database(
+        self,
+        admin: credentials.AdminConnection,
+        server: PostgresServerSpec,
+        app: FlaskAppSpec,
+        ident: dburl.DatabaseIdentity,
+        password: str,
+    ) -> credentials.ProvisionResult:
+        try:
+            result = credentials.ensure_database(
+                admin, ident.dbname, ident.user, password, app.environment, set_password=True
+            )
+        except credentials.DatabaseUnavailable as exc:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    exc.condition_reason,
+                    f"PostgresServer '{server.name}': {exc.reason}",
+                ),
+                retry_after=RETRY_DATABASE_SECONDS,
+            ) from None
+        except ValueError as exc:
+            raise Halt(c.false(names.DATABASE_READY, "InvalidDatabaseName", str(exc)), stalled=True) from None
+        if result.owner != ident.user:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "DatabaseOwnedElsewhere",
+                    f"database '{ident.dbname}' exists and belongs to role '{result.owner}', not "
+                    f"'{ident.user}'; choose another spec.database.name",
+                ),
+                stalled=True,
+            )
+        return result
 
     def _secret_key(self, app: FlaskAppSpec, events: list[Event]) -> Mapping[str, str]:
         if app.secret_key_ref is not None:
@@ -347,20 +378,21 @@ class Reconciler:
         data: Mapping[str, str],
         existing: Mapping[str, str] | None,
         annotations: Mapping[str, str] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Write the Secret when its data differs; False when a concurrent writer created it first."""
         if existing is not None and dict(existing) == dict(data):
-            return
+            return True
         body = manifests.secret(app, name, component, data, annotations)
         if existing is None:
             try:
                 self.kube.create(body)
-                return
-            except Exception as exc:  # a concurrent create won: fall through to apply
-                from .kube import is_conflict
-
-                if not is_conflict(exc):
+            except ApiException as exc:
+                if exc.status != 409:
                     raise
+                return False
+            return True
         self.kube.apply(body)
+        return True
 
     # --- 4. migrate ---------------------------------------------------------------------------------------
 
@@ -393,10 +425,8 @@ class Reconciler:
                 )
             try:
                 mine = self.kube.create(job_body)
-            except Exception as exc:
-                from .kube import is_conflict
-
-                if not is_conflict(exc):
+            except ApiException as exc:
+                if exc.status != 409:
                     raise
                 mine = self.kube.get("Job", app.namespace, job_name) or job_body
             events.append(Event("Normal", "MigrationStarted", f"started Job '{job_name}' with {app.image}"))
@@ -509,7 +539,10 @@ class Reconciler:
             return True, [Event("Warning", "DatabaseNotDropped", msg)]
         dbname = target.identity.dbname
         try:
-            credentials.drop_database(admin, dbname, target.identity.user)
+            credentials.drop_database(admin, dbname, target.identity.user, environment=app.environment)
+        except credentials.DatabaseNotOwned as exc:
+            # Not this app's database (another owner or environment): never drop it, never block on it.
+            return True, [Event("Warning", "DatabaseNotDropped", f"database '{dbname}' kept: {exc.reason}")]
         except credentials.DatabaseUnavailable as exc:
             if _age_seconds(meta.get("deletionTimestamp"), self.now()) > DROP_DEADLINE_SECONDS:
                 return True, [
@@ -535,6 +568,12 @@ def _decode(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
     return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
 
 
+def _fresh(conds: Iterable[Mapping[str, Any]], type_: str, generation: int) -> bool:
+    """Whether a condition is True and was decided for this generation."""
+    cond = c.find(conds, type_)
+    return bool(cond and cond.get("status") == "True" and cond.get("observedGeneration") == generation)
+
+
 def _age_seconds(since: str | None, now: str) -> float:
     if not since:
         return 0.0
@@ -544,14 +583,6 @@ def _age_seconds(since: str | None, now: str) -> float:
 
 def _selector(app: FlaskAppSpec, component: str) -> str:
     return f"{names.LABEL_APP}={app.name},{names.LABEL_COMPONENT}={component}"
-
-
-def _db_reason(exc: credentials.DatabaseUnavailable) -> str:
-    if isinstance(exc, credentials.AdminAuthFailed):
-        return "AdminAuthFailed"
-    if isinstance(exc, credentials.AdminPermissionDenied):
-        return "AdminPermissionDenied"
-    return "ServerUnreachable"
 
 
 def _unsafe(violations: list[Violation]) -> Halt:

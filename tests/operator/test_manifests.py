@@ -1,0 +1,106 @@
+"""The children the operator builds, on plain data."""
+
+import copy
+
+from flaskops import manifests, names
+from flaskops.spec import parse_flaskapp
+
+BASE = {
+    "metadata": {"name": "guestbook", "namespace": "shop", "uid": "u-1", "generation": 1},
+    "spec": {
+        "environment": "production",
+        "image": "reg/guestbook:1",
+        "database": {"server": "main"},
+        "gunicorn": {"workers": 3, "threads": 2, "timeout": 40, "gracefulTimeout": 20, "maxRequests": 500},
+        "env": [{"name": "FEATURE", "value": "on"}],
+    },
+}
+
+
+def app(**spec_changes):
+    body = copy.deepcopy(BASE)
+    body["spec"].update(spec_changes)
+    return parse_flaskapp(body)
+
+
+def env_map(container):
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_migration_job_is_restricted_and_reads_the_secrets():
+    job = manifests.migration_job(app())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert job["metadata"]["name"].startswith("guestbook-migrate-")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["command"] == ["flask", "db", "upgrade"]
+    assert container["image"] == "reg/guestbook:1"
+    env = env_map(container)
+    assert env["APP_ENV"]["value"] == "production"
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "guestbook-db", "key": "DATABASE_URL"}
+    assert env["SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "guestbook-secret-key"
+    assert env["FEATURE"]["value"] == "on"
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_migration_hash_tracks_image_command_env_and_pod_labels_only():
+    base = manifests.migration_job_name(app())
+    assert manifests.migration_job_name(app()) == base
+    assert manifests.migration_job_name(app(replicas=7)) == base
+    assert manifests.migration_job_name(app(image="reg/guestbook:2")) != base
+    assert manifests.migration_job_name(app(env=[])) != base
+    assert manifests.migration_job_name(app(migrations={"command": ["alembic", "upgrade", "head"]})) != base
+    assert manifests.migration_job_name(app(migrations={"podLabels": {"x": "y"}})) != base
+    assert manifests.migration_job_name(app(), retry="1") != base
+
+
+def test_existing_secret_feeds_database_url():
+    a = app(database={"existingSecret": {"name": "legacy", "key": "URL"}})
+    env = env_map(manifests.migration_job(a)["spec"]["template"]["spec"]["containers"][0])
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "legacy", "key": "URL"}
+
+
+def test_deployment_runs_gunicorn_from_the_spec():
+    dep = manifests.deployment(app(), "reg/guestbook:0", "sum-1")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "reg/guestbook:0"  # the image passed in (the migrated one), not spec.image
+    cmd = c["command"]
+    assert cmd[0] == "gunicorn" and cmd[-1] == "wsgi:app"
+    assert cmd[cmd.index("--workers") + 1] == "3"
+    assert cmd[cmd.index("--threads") + 1] == "2"
+    assert cmd[cmd.index("--graceful-timeout") + 1] == "20"
+    assert cmd[cmd.index("--bind") + 1] == "0.0.0.0:8000"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["terminationGracePeriodSeconds"] > 20
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[names.ANNOTATION_SECRETS_CHECKSUM] == "sum-1"
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_user_pod_labels_cannot_override_the_selector():
+    a = app(podLabels={names.LABEL_APP: "hijack", "team": "x"})
+    labels = manifests.deployment(a, "i", "s")["spec"]["template"]["metadata"]["labels"]
+    assert labels[names.LABEL_APP] == "guestbook"
+    assert labels["team"] == "x"
+
+
+def test_secrets_checksum_changes_with_data():
+    one = manifests.secrets_checksum({"a": "1"}, {"SECRET_KEY": "k"})
+    assert one == manifests.secrets_checksum({"a": "1"}, {"SECRET_KEY": "k"})
+    assert one != manifests.secrets_checksum({"a": "1"}, {"SECRET_KEY": "rotated"})
+
+
+def test_service_targets_the_named_port():
+    svc = manifests.service(app())
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert svc["spec"]["selector"] == manifests.web_selector(app())

@@ -1,0 +1,57 @@
+"""The admission review on plain data: refusals name the rule, advice comes as warnings."""
+
+from flaskops import inventory
+from flaskops.webhook import review
+
+SERVERS = {
+    "main": inventory.server_entry({"host": "pg.internal", "environments": ["production"]}),
+    "scratch": inventory.server_entry({"host": "pg-dev.internal", "environments": ["development", "testing"]}),
+}
+
+
+def body(env="production", server="main", name="guestbook", **spec):
+    return {
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"environment": env, "image": "i:1", "database": {"server": server, **spec.pop("db", {})}, **spec},
+    }
+
+
+def test_safe_production_app_is_allowed_with_advice():
+    r = review(body(replicas=1), SERVERS, [])
+    assert r.allowed
+    assert any("replicas" in w for w in r.warnings)
+    assert any("resources" in w for w in r.warnings)
+
+
+def test_test_database_in_production_is_refused():
+    r = review(body(db={"name": "guestbook_test"}), SERVERS, [])
+    assert not r.allowed
+    assert [v.rule for v in r.violations] == ["S1"]
+
+
+def test_environment_not_admitted_by_server():
+    r = review(body(env="development"), SERVERS, [])
+    assert [v.rule for v in r.violations] == ["S4"]
+
+
+def test_dev_host_in_production():
+    r = review(body(server="scratch"), SERVERS, [])
+    assert {v.rule for v in r.violations} == {"S2", "S4"}
+
+
+def test_shared_database_across_environments():
+    dev = inventory.app_entry("shop", "old", {"environment": "testing", "database": {"server": "x", "name": "gb"}}, {})
+    dev["recorded"] = {"host": "pg.internal", "port": 5432, "name": "gb"}
+    others = inventory.other_apps("shop", "guestbook", [dev], {})
+    r = review(body(db={"name": "gb"}), SERVERS, others)
+    assert [v.rule for v in r.violations] == ["S5"]
+
+
+def test_delete_policy_in_production_is_refused():
+    r = review(body(db={"deletionPolicy": "Delete"}), SERVERS, [])
+    assert not r.allowed
+
+
+def test_unknown_server_is_a_warning_not_a_refusal():
+    r = review(body(server="nope"), SERVERS, [])
+    assert r.allowed and any("nope" in w for w in r.warnings)
