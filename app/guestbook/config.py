@@ -201,8 +201,9 @@ class BaseConfig:
 
         self.CACHE_TYPE = r.optional("CACHE_TYPE", "SimpleCache")
         self.CACHE_DEFAULT_TIMEOUT = r.integer("CACHE_DEFAULT_TIMEOUT", 300)
-        if r.optional("CACHE_REDIS_URL"):
-            self.CACHE_REDIS_URL = r.optional("CACHE_REDIS_URL")
+        for name in ("CACHE_REDIS_URL", "CACHE_DIR", "CACHE_KEY_PREFIX"):
+            if r.optional(name):
+                setattr(self, name, r.optional(name))
         self.ENTRIES_CACHE_SECONDS = r.integer("ENTRIES_CACHE_SECONDS", 5)
 
         self.DB_CONNECT_TIMEOUT = r.integer("DB_CONNECT_TIMEOUT", 3, minimum=1)

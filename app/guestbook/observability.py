@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 import uuid
+from typing import TextIO
 
 from flask import Flask, Response, g, has_request_context, request
 from flask.logging import default_handler
@@ -27,13 +28,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class StdoutHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever sys.stdout is at the time of the record (it may be replaced after setup)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(LOG_FIELDS, rename_fields=RENAMED, timestamp=True)
 
 
 def configure_logging(app: Flask) -> None:
     """Send the app's and alembic's logs to stdout as JSON (idempotent across create_app calls)."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.setFormatter(json_formatter())
     handler.addFilter(RequestIdFilter())
     handler._guestbook = True  # type: ignore[attr-defined]

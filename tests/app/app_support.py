@@ -15,6 +15,7 @@ from pathlib import Path
 import flask_migrate
 import requests
 from flask.testing import FlaskClient
+
 from guestbook import create_app
 from guestbook.extensions import db
 

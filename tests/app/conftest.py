@@ -11,10 +11,11 @@ import pytest
 from app_support import APP_DIR, Server, app_environ, deployment_command, migrate_to_head, process_env
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import Connection, Engine
+
 from flaskops_testbed.postgres import PostgresTarget, free_port
 from guestbook import create_app
 from guestbook.extensions import db
-from sqlalchemy import Connection, Engine
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +29,19 @@ def app_database(postgres: PostgresTarget) -> Iterator[str]:
     postgres.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def production_database(postgres: PostgresTarget) -> Iterator[str]:
+    """URL of a migrated database without a test token, for apps built with APP_ENV=production."""
+    name = f"guestbook_app_{secrets.token_hex(4)}"
+    postgres.create_database(name)
+    url = postgres.url(name)
+    migrate_to_head(url)
+    yield url
+    postgres.drop_database(name)
+
+
 @pytest.fixture
-def make_app(app_database: str) -> Iterator[Callable[..., Flask]]:
+def make_app(request: pytest.FixtureRequest, app_database: str) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database whose every write is rolled back after the test.
 
     Flask-SQLAlchemy 3 ignores a ``bind=connection`` session option, so the classic fixture
@@ -40,7 +52,9 @@ def make_app(app_database: str) -> Iterator[Callable[..., Flask]]:
     made: list[tuple[Flask, Engine, Connection]] = []
 
     def make(env: str = "testing", **extra: str) -> Flask:
-        app = create_app(env, environ=app_environ(app_database, env, **extra))
+        # The playbook's guard refuses the test database outside APP_ENV=testing.
+        url = request.getfixturevalue("production_database") if env != "testing" else app_database
+        app = create_app(env, environ=app_environ(url, env, **extra))
         with app.app_context():
             engine = db.engine
             connection = engine.connect()

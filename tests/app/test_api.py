@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from flask import Flask, abort
 from flask.testing import FlaskClient
+
 from guestbook.extensions import db
 from guestbook.models import Entry
 

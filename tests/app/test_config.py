@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from app_support import STRONG_KEY
+from sqlalchemy.pool import NullPool
+
 from guestbook import ConfigError, create_app
 from guestbook.config import load_config, parse_key_list, secret_key_weakness, tokens
-from sqlalchemy.pool import NullPool
 
 URL = "postgresql://app:pw@db.example:5432/guestbook"
 
@@ -188,8 +189,9 @@ def test_engine_options_from_the_environment() -> None:
 
 
 def test_production_applies_statement_timeout_on_the_real_server(postgres, database_factory) -> None:  # type: ignore[no-untyped-def]
-    from guestbook.extensions import db
     from sqlalchemy import text
+
+    from guestbook.extensions import db
 
     url = postgres.url(database_factory("guestbook"))
     app = create_app(

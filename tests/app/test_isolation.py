@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
+
 from guestbook.extensions import db
 from guestbook.models import Entry
 
