@@ -16,7 +16,9 @@ def argv(args: list[str]) -> list[str]:
         )
         else ["--all-namespaces"]
     )
-    return ["run", "--module", "flaskops.handlers", "--standalone", *scope, *args]
+    # JSON log lines: the operator's logs are read by machines first.
+    fmt = [] if any(a.startswith("--log-format") for a in args) else ["--log-format=json"]
+    return ["run", "--module", "flaskops.handlers", "--standalone", *fmt, *scope, *args]
 
 
 def main() -> None:

@@ -1,0 +1,409 @@
+"""The operator for real: a kube-apiserver, the controllers, KWOK's simulated kubelets, a real PostgreSQL,
+and `python -m flaskops` as a process. Each test is one story a user lives through."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from e2e_support import ROOT, Apps, OperatorProcess, flaskapp, free_port
+from kubernetes import client
+
+from flaskops import credentials, names
+from flaskops_testbed.kube_fixtures import Kube
+from flaskops_testbed.waiting import NotYet, wait_for
+
+pytestmark = pytest.mark.e2e
+
+FAIL_LABEL = {"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}
+
+
+def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
+    sec = client.CoreV1Api(kube.api).read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
+
+
+def jobs(kube: Kube, namespace: str, app: str) -> list[Any]:
+    sel = f"{names.LABEL_APP}={app},{names.LABEL_COMPONENT}=migration"
+    return list(client.BatchV1Api(kube.api).list_namespaced_job(namespace, label_selector=sel).items)
+
+
+def deployment(kube: Kube, namespace: str, name: str) -> Any:
+    return client.AppsV1Api(kube.api).read_namespaced_deployment(name, namespace)
+
+
+def database_exists(postgres: Any, dbname: str) -> bool:
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def served_image(kube: Kube, namespace: str, name: str) -> str:
+    return str(deployment(kube, namespace, name).spec.template.spec.containers[0].image)
+
+
+@pytest.mark.usefixtures("operator")
+def test_example_reaches_ready(kube: Kube, apps: Apps, ns: str, postgres: Any, admin_secret: str) -> None:
+    """examples/ applied as a user would: Ready, real credentials, migration strictly before rollout."""
+    server = yaml.safe_load((ROOT / "examples" / "postgresserver.yaml").read_text())
+    server["metadata"]["name"] = f"main-{secrets.token_hex(3)}"
+    server["spec"].update(host=postgres.host, port=postgres.port, sslMode="disable")
+    server["spec"]["adminSecretRef"]["name"] = admin_secret
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(server))
+    app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
+    app["metadata"]["namespace"] = ns
+    app["spec"]["database"]["server"] = server["metadata"]["name"]
+    try:
+        apps.apply(app)
+        apps.wait(ns, "guestbook", "Ready", timeout=180)
+
+        got = apps.get(ns, "guestbook")
+        status = got["status"]
+        assert status["observedGeneration"] == got["metadata"]["generation"]
+        assert (
+            status["desiredImage"]
+            == status["migratedImage"]
+            == status["servingImage"]
+            == app["spec"]["image"]
+        )
+        conds = {c["type"]: c for c in status["conditions"]}
+        for t in (names.ENVIRONMENT_SAFE, names.DATABASE_READY, names.MIGRATED, names.AVAILABLE, names.READY):
+            assert conds[t]["status"] == "True", conds[t]
+        assert conds[names.STALLED]["status"] == "False"
+        assert conds[names.RECONCILING]["status"] == "False"
+
+        # Every key of the contract, and the generated role really logs in and owns its database.
+        data = secret_data(kube, ns, names.db_secret_name("guestbook"))
+        assert set(names.DB_SECRET_KEYS) <= set(data)
+        with psycopg.connect(data["DATABASE_URL"]) as conn:
+            owner, user, superuser = conn.execute(
+                "SELECT pg_get_userbyid(datdba), current_user, usesuper FROM pg_database, pg_user "
+                "WHERE datname = current_database() AND usename = current_user"
+            ).fetchone()
+        assert owner == user == data["user"] == status["database"]["user"]
+        assert superuser is False
+        assert set(secret_data(kube, ns, names.secret_key_secret_name("guestbook"))) >= {names.SECRET_KEY}
+
+        # The migration Job completed before the Deployment existed, with the same image.
+        (job,) = jobs(kube, ns, "guestbook")
+        dep = deployment(kube, ns, "guestbook")
+        assert job.status.succeeded == 1
+        assert job.status.completion_time <= dep.metadata.creation_timestamp
+        assert job.spec.template.spec.containers[0].image == app["spec"]["image"]
+        assert dep.spec.template.spec.containers[0].image == app["spec"]["image"]
+        assert dep.status.ready_replicas == app["spec"]["replicas"]
+
+        # What `kubectl get flaskapps` shows: Env, Image, Ready, Reason.
+        row = kube.kubectl("get", "flaskapps", "-n", ns, "--no-headers").stdout.split()
+        assert row[:5] == ["guestbook", "production", app["spec"]["image"], "True", "Ready"]
+        reasons = {e["reason"] for e in apps.events(ns, "guestbook")}
+        assert {"DatabaseCreated", "MigrationStarted", "RolloutStarted"} <= reasons
+    finally:
+        kube.kubectl("delete", "flaskapp", "guestbook", "-n", ns, "--ignore-not-found", "--wait=false")
+        kube.kubectl("delete", "postgresserver", server["metadata"]["name"], "--wait=false")
+
+
+@pytest.mark.usefixtures("operator")
+def test_image_change_migrates_then_rolls(kube: Kube, apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["production"])
+    body = flaskapp("shop", ns, server=server, image="registry.example/shop:1")
+    apps.apply(body)
+    apps.wait(ns, "shop", timeout=180)
+    (first_job,) = jobs(kube, ns, "shop")
+
+    body["spec"]["image"] = "registry.example/shop:2"
+    apps.apply(body)
+
+    def rolled() -> bool:
+        # Until the new migration Job has succeeded, the Deployment must still run the old image.
+        new_jobs = [j for j in jobs(kube, ns, "shop") if j.metadata.name != first_job.metadata.name]
+        image = served_image(kube, ns, "shop")
+        done = bool(new_jobs) and (new_jobs[0].status.succeeded or 0) >= 1
+        if image == "registry.example/shop:2" and not done:
+            raise AssertionError("the Deployment rolled before the new migration Job succeeded")
+        if image != "registry.example/shop:2":
+            raise NotYet(f"still serving {image}; new job done={done}")
+        return True
+
+    wait_for(rolled, timeout=120, what="the rollout of shop:2", interval=0.05)
+    apps.wait(ns, "shop", timeout=120)
+    status = apps.get(ns, "shop")["status"]
+    assert status["servingImage"] == status["migratedImage"] == "registry.example/shop:2"
+    new_job = next(j for j in jobs(kube, ns, "shop") if j.metadata.name != first_job.metadata.name)
+    assert new_job.spec.template.spec.containers[0].image == "registry.example/shop:2"
+    rs = client.AppsV1Api(kube.api).list_namespaced_replica_set(ns, label_selector=f"{names.LABEL_APP}=shop")
+    new_rs = next(r for r in rs.items if r.spec.template.spec.containers[0].image.endswith(":2"))
+    assert new_job.status.completion_time <= new_rs.metadata.creation_timestamp
+
+
+@pytest.mark.usefixtures("operator")
+def test_failed_migration_keeps_old_version_serving(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["production"])
+    body = flaskapp("blog", ns, server=server, image="registry.example/blog:1")
+    apps.apply(body)
+    apps.wait(ns, "blog", timeout=180)
+
+    body["spec"]["image"] = "registry.example/blog:2"
+    body["spec"]["migrations"] = {"podLabels": FAIL_LABEL}
+    apps.apply(body)
+    failed = apps.wait_reason(ns, "blog", names.MIGRATED, "MigrationFailed")
+    assert failed["status"] == "False"
+    assert "registry.example/blog:1" in failed["message"]  # says what still serves
+    status = apps.get(ns, "blog")["status"]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds[names.AVAILABLE]["status"] == "True"
+    assert conds[names.READY]["status"] == "False"
+    assert conds[names.READY]["reason"] == "MigrationFailed"
+    assert conds[names.STALLED]["status"] == "True"
+    assert status["servingImage"] == "registry.example/blog:1"
+    assert served_image(kube, ns, "blog") == "registry.example/blog:1"
+    warnings = [e for e in apps.events(ns, "blog") if e["type"] == "Warning"]
+    assert any(e["reason"] == "MigrationFailed" for e in warnings)
+
+    # Fixing the spec recovers on its own: no Job to delete by hand.
+    del body["spec"]["migrations"]
+    apps.apply(body)
+    apps.wait(ns, "blog", timeout=120)
+    assert served_image(kube, ns, "blog") == "registry.example/blog:2"
+    # The failed Job was cleaned up once a later one succeeded.
+    assert all((j.status.succeeded or 0) >= 1 for j in jobs(kube, ns, "blog"))
+
+
+@pytest.mark.usefixtures("operator")
+@pytest.mark.parametrize(
+    ("rule", "environment", "server_envs", "dbname"),
+    [
+        ("S1", "production", ["production"], "guestbook_test"),
+        ("S2", "production", ["production"], "guestbook_staging"),
+        ("S3", "development", ["development", "testing"], "guestbook_prod"),
+        ("S4", "development", ["production"], None),
+    ],
+)
+def test_unsafe_pairing_is_refused_and_creates_nothing(
+    kube: Kube,
+    apps: Apps,
+    ns: str,
+    make_server: Any,
+    postgres: Any,
+    rule: str,
+    environment: str,
+    server_envs: list[str],
+    dbname: str | None,
+) -> None:
+    server = make_server(server_envs)
+    body = flaskapp("risky", ns, server=server, environment=environment, dbname=dbname)
+    apps.apply(body)
+    cond = apps.wait_reason(ns, "risky", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    assert rule in cond["message"]
+    assert apps.condition(ns, "risky", names.STALLED)["status"] == "True"
+    assert apps.condition(ns, "risky", names.READY)["reason"] == "UnsafeDatabasePairing"
+    assert any(e["reason"] == "UnsafeDatabasePairing" for e in apps.events(ns, "risky"))
+    assert jobs(kube, ns, "risky") == []
+    assert (
+        client.CoreV1Api(kube.api).list_namespaced_secret(ns, label_selector=f"{names.LABEL_APP}=risky").items
+        == []
+    )
+    assert not database_exists(postgres, body["spec"]["database"]["name"])
+
+
+@pytest.mark.usefixtures("operator")
+def test_s5_one_database_two_environments(apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["development", "testing"])
+    shared = f"shared_{secrets.token_hex(3)}"
+    apps.apply(flaskapp("first", ns, server=server, environment="testing", dbname=shared))
+    apps.wait(ns, "first", timeout=180)
+    apps.apply(flaskapp("second", ns, server=server, environment="development", dbname=shared))
+    cond = apps.wait_reason(ns, "second", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    assert "S5" in cond["message"] and f"{ns}/first" in cond["message"]
+    assert apps.condition(ns, "first", names.READY)["status"] == "True"
+
+
+@pytest.mark.usefixtures("operator")
+def test_s6_database_stamped_for_another_environment(
+    apps: Apps, ns: str, make_server: Any, postgres: Any
+) -> None:
+    dbname = f"orders_{secrets.token_hex(3)}"
+    admin = credentials.AdminConnection(
+        postgres.host, postgres.port, "disable", postgres.superuser, postgres.password
+    )
+    credentials.ensure_database(
+        admin, dbname, dbname, "pw-" + secrets.token_hex(8), "production", set_password=True
+    )
+    server = make_server(["development", "testing"])
+    apps.apply(flaskapp("intruder", ns, server=server, environment="testing", dbname=dbname))
+    cond = apps.wait_reason(ns, "intruder", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    assert "S6" in cond["message"] and "production" in cond["message"]
+    assert credentials.read_stamp(admin, dbname) == "production"
+
+
+@pytest.mark.usefixtures("operator")
+def test_running_app_edited_into_unsafe_pairing_keeps_serving(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["production"])
+    body = flaskapp("live", ns, server=server, image="registry.example/live:1")
+    apps.apply(body)
+    apps.wait(ns, "live", timeout=180)
+    before = deployment(kube, ns, "live")
+
+    body["spec"]["database"]["name"] = "live_test"
+    body["spec"]["image"] = "registry.example/live:2"
+    apps.apply(body)
+    apps.wait_reason(ns, "live", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    after = deployment(kube, ns, "live")
+    assert after.metadata.generation == before.metadata.generation
+    assert after.spec.template.spec.containers[0].image == "registry.example/live:1"
+    assert after.status.available_replicas == 2
+    assert apps.condition(ns, "live", names.AVAILABLE)["status"] == "True"
+    assert len(jobs(kube, ns, "live")) == 1
+
+
+def test_operator_killed_mid_migration_resumes_without_duplicates(
+    kube: Kube, apps: Apps, ns: str, make_server: Any, operator: OperatorProcess
+) -> None:
+    server = make_server(["production"])
+    apps.apply(flaskapp("resume", ns, server=server))
+    wait_for(lambda: jobs(kube, ns, "resume"), timeout=60, what="the migration Job", interval=0.05)
+    operator.kill()
+    password = secret_data(kube, ns, names.db_secret_name("resume"))["password"]
+    try:
+        assert deployment_absent_or_old(kube, ns)
+    finally:
+        operator.start()
+    apps.wait(ns, "resume", timeout=180)
+    assert len(jobs(kube, ns, "resume")) == 1
+    assert secret_data(kube, ns, names.db_secret_name("resume"))["password"] == password
+
+
+def deployment_absent_or_old(kube: Kube, ns: str) -> bool:
+    try:
+        deployment(kube, ns, "resume")
+    except client.exceptions.ApiException as exc:
+        return exc.status == 404
+    return True
+
+
+@pytest.mark.usefixtures("operator")
+def test_deletion_retain_keeps_data_and_delete_drops_it(
+    kube: Kube, apps: Apps, ns: str, make_server: Any, postgres: Any
+) -> None:
+    server = make_server(["testing"])
+    keep = flaskapp("keeper", ns, server=server, environment="testing")
+    drop = flaskapp(
+        "dropper", ns, server=server, environment="testing", database={"deletionPolicy": "Delete"}
+    )
+    apps.apply(keep)
+    apps.apply(drop)
+    apps.wait(ns, "keeper", timeout=180)
+    apps.wait(ns, "dropper", timeout=180)
+    url = secret_data(kube, ns, names.db_secret_name("keeper"))["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE precious (v text)")
+        conn.execute("INSERT INTO precious VALUES ('keep me')")
+
+    kube.kubectl("delete", "flaskapp", "keeper", "dropper", "-n", ns, "--timeout=120s")
+    keep_db, drop_db = keep["spec"]["database"]["name"], drop["spec"]["database"]["name"]
+    assert not database_exists(postgres, drop_db)
+    assert database_exists(postgres, keep_db)
+    with psycopg.connect(postgres.url(keep_db)) as conn:
+        assert conn.execute("SELECT v FROM precious").fetchall() == [("keep me",)]
+
+
+@pytest.mark.usefixtures("operator")
+def test_status_is_quiet_once_ready(kube: Kube, apps: Apps, ns: str, make_server: Any) -> None:
+    """Once Ready, the operator writes nothing: the resourceVersion stays put across a resync of children."""
+    server = make_server(["production"])
+    apps.apply(flaskapp("calm", ns, server=server))
+    apps.wait(ns, "calm", timeout=180)
+    rv = apps.get(ns, "calm")["metadata"]["resourceVersion"]
+    # Touch a child so its watch fires and the operator reconciles again.
+    kube.kubectl("annotate", "deployment", "calm", "-n", ns, f"nudge={secrets.token_hex(3)}")
+    kube.kubectl("wait", "--for=condition=Ready", "flaskapp/calm", "-n", ns, "--timeout=30s")
+    events_before = len(apps.events(ns, "calm"))
+    assert apps.get(ns, "calm")["metadata"]["resourceVersion"] == rv
+    assert len(apps.events(ns, "calm")) == events_before
+
+
+def container_env(kube: Kube, namespace: str, container: Any) -> dict[str, str]:
+    """A container's environment resolved the way the kubelet would, from the operator's Secrets."""
+    env: dict[str, str] = {}
+    for var in container.env or []:
+        if var.value is not None:
+            env[var.name] = var.value
+        elif var.value_from and var.value_from.secret_key_ref:
+            ref = var.value_from.secret_key_ref
+            data = secret_data(kube, namespace, ref.name)
+            if ref.key in data:
+                env[var.name] = data[ref.key]
+            elif not ref.optional:
+                raise AssertionError(f"{var.name}: key {ref.key} missing from Secret {ref.name}")
+    return env
+
+
+@pytest.mark.usefixtures("operator")
+def test_contract_the_operator_commands_run_the_reference_app(
+    kube: Kube, apps: Apps, ns: str, make_server: Any, postgres: Any
+) -> None:
+    """KWOK runs no containers, so run the Job's and the Deployment's exact command lines here, with the
+    environment resolved from the operator's Secrets, against the database it provisioned."""
+    import os
+    import signal
+    import subprocess
+
+    import requests
+
+    port = free_port()
+    server = make_server(["production"])
+    apps.apply(flaskapp("contract", ns, server=server, port=port))
+    apps.wait(ns, "contract", timeout=180)
+    (job,) = jobs(kube, ns, "contract")
+    job_container = job.spec.template.spec.containers[0]
+    web = deployment(kube, ns, "contract").spec.template.spec.containers[0]
+    base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    app_dir = ROOT / "app"  # the image's WORKDIR holds wsgi.py and gunicorn.conf.py
+
+    migrate = subprocess.run(
+        job_container.command,
+        env={**base_env, **container_env(kube, ns, job_container)},
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    data = secret_data(kube, ns, names.db_secret_name("contract"))
+    with psycopg.connect(data["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+
+    proc = subprocess.Popen(
+        web.command,
+        env={**base_env, **container_env(kube, ns, web)},
+        cwd=app_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        path = web.readiness_probe.http_get.path
+        url = f"http://127.0.0.1:{port}{path}"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "gunicorn exited")
+            return requests.get(url, timeout=2).status_code == 200
+
+        wait_for(ready, timeout=60, what=f"gunicorn answering {path}")
+        live = requests.get(f"http://127.0.0.1:{port}{web.liveness_probe.http_get.path}", timeout=2)
+        assert live.status_code == 200
+        entries = requests.get(f"http://127.0.0.1:{port}/api/entries", timeout=5)
+        assert entries.status_code == 200, entries.text
+        assert isinstance(json.loads(entries.text), dict | list)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
