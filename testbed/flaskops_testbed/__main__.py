@@ -60,12 +60,28 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("down", "stop the local cluster and PostgreSQL (no process is left behind)", [_cluster_name])
+@command(
+    "down",
+    "stop the demo operator, the local cluster and PostgreSQL (no process is left behind)",
+    [_cluster_name],
+)
 def down(args: argparse.Namespace) -> int:
+    from flaskops_testbed import demo
+
+    demo.stop_operator()
     kwok.stop(args.name)
     LocalPostgres(default_base_dir()).stop()
     kwok.log("stopped")
     return 0
+
+
+@command(
+    "demo", "the main job: PostgreSQL, cluster, operator, the example FlaskApp until Ready", [_cluster_name]
+)
+def demo(args: argparse.Namespace) -> int:
+    from flaskops_testbed import demo as demo_module
+
+    return demo_module.run(args.name)
 
 
 @command("status", "say what is running", [_cluster_name])

@@ -1,0 +1,206 @@
+"""`make demo`: the main job on the embedded default, start to Ready, with progress on the way.
+
+Local PostgreSQL + local control plane (or the cluster in KUBECONFIG), the CRDs, the operator as a
+background process, examples/postgresserver.yaml and examples/flaskapp.yaml applied, then a wait for
+Ready that prints every condition change, and finally what `kubectl get/describe` show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flaskops_testbed import cluster as kwok
+from flaskops_testbed import paths
+from flaskops_testbed.postgres import LocalPostgres, default_base_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "demo"
+APP = "guestbook"
+ADMIN_NAMESPACE = "flaskops-system"
+ADMIN_SECRET = "pg-admin"
+SERVER = "main"
+
+
+def log(message: str) -> None:
+    kwok.log(f"demo: {message}")
+
+
+def state_dir() -> Path:
+    path = paths.cache_dir() / "demo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _kubectl(env: dict[str, str], *args: str, input: str | None = None, check: bool = True) -> str:
+    result = subprocess.run(
+        [str(paths.tool("kubectl")), *args], env=env, input=input, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _apply(env: dict[str, str], body: dict[str, Any]) -> None:
+    _kubectl(env, "apply", "-f", "-", input=yaml.safe_dump(body))
+
+
+def start_operator(env: dict[str, str]) -> int:
+    """The operator as a background process that outlives `make demo`; `make demo-down` stops it."""
+    stop_operator()
+    port = _free_port()
+    log_path = state_dir() / "operator.log"
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{port}/healthz"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with make's process group
+            cwd=ROOT,
+        )
+    (state_dir() / "operator.pid").write_text(str(proc.pid))
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the operator exited ({proc.returncode}); see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:  # noqa: S310
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not become healthy in 60s; see {log_path}")
+        time.sleep(0.2)
+    log(f"operator running (pid {proc.pid}, logs: {log_path})")
+    return proc.pid
+
+
+def stop_operator() -> None:
+    pid_file = state_dir() / "operator.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+
+
+def _wait_ready(env: dict[str, str], timeout: float) -> None:
+    """Print each condition change until Ready (the same thing `kubectl wait` waits for)."""
+    seen: dict[str, tuple[str, str]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _kubectl(env, "get", "flaskapp", APP, "-n", NAMESPACE, "-o", "json", check=False)
+        conds = (
+            {c["type"]: c for c in (json.loads(out).get("status") or {}).get("conditions", [])} if out else {}
+        )
+        for type_, c in conds.items():
+            now = (c["status"], c["reason"])
+            if seen.get(type_) != now:
+                seen[type_] = now
+                log(f"  {type_:<16} {c['status']:<6} {c['reason']}: {c['message']}")
+        ready = conds.get("Ready", {})
+        if ready.get("status") == "True":
+            return
+        if conds.get("Stalled", {}).get("status") == "True":
+            raise SystemExit(f"the FlaskApp is stalled: {conds['Stalled']['message']}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not Ready after {timeout:.0f}s; see {state_dir() / 'operator.log'}")
+        time.sleep(0.5)
+
+
+def run(cluster_name: str) -> int:
+    started = time.monotonic()
+    given = os.environ.get("KUBECONFIG")
+    pg = LocalPostgres(default_base_dir())
+    log(f"[1/6] PostgreSQL 15 on loopback (state in {pg.base_dir})")
+    pg.start()
+    if given:
+        log(f"[2/6] using the cluster in KUBECONFIG={given}")
+        kubeconfig = given
+    else:
+        if not paths.is_built():
+            raise SystemExit("testbed binaries missing: run `make testbed` (make demo does this first)")
+        log("[2/6] local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes")
+        kubeconfig = str(kwok.start(cluster_name).kubeconfig)
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{paths.bin_dir()}:{os.environ.get('PATH', '')}"}
+
+    log("[3/6] CRDs, the admin Secret, the PostgresServer, the demo namespace")
+    _kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for crd in ("flaskapps.flaskops.dev", "postgresservers.flaskops.dev"):
+        _kubectl(env, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    for ns, labels in (
+        (ADMIN_NAMESPACE, {}),
+        (NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"}),
+    ):
+        _apply(env, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
+    _apply(
+        env,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": ADMIN_SECRET, "namespace": ADMIN_NAMESPACE},
+            "stringData": {"username": pg.superuser, "password": pg.password},
+        },
+    )
+    server = yaml.safe_load((ROOT / "examples" / "postgresserver.yaml").read_text())
+    server["spec"].update(host=pg.host, port=pg.port, sslMode="disable")
+    _apply(env, server)
+
+    log("[4/6] the operator (python -m flaskops)")
+    start_operator(env)
+
+    log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE}; waiting for Ready")
+    app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
+    app["metadata"]["namespace"] = NAMESPACE
+    _apply(env, app)
+    _wait_ready(env, timeout=300)
+
+    log(f"[6/6] Ready in {time.monotonic() - started:.1f}s. What a user sees:")
+    print()
+    print(f"$ kubectl get flaskapps -n {NAMESPACE}")
+    print(_kubectl(env, "get", "flaskapps", "-n", NAMESPACE))
+    print(f"$ kubectl get deploy,job,svc,secret -n {NAMESPACE}")
+    print(_kubectl(env, "get", "deploy,job,svc,secret", "-n", NAMESPACE))
+    print(f"$ kubectl describe flaskapp {APP} -n {NAMESPACE}   (conditions and events)")
+    print(_kubectl(env, "describe", "flaskapp", APP, "-n", NAMESPACE))
+    print("Next:")
+    print(f"  export KUBECONFIG={kubeconfig} PATH={paths.bin_dir()}:$PATH")
+    print(f"  kubectl get flaskapps -n {NAMESPACE} -w          # watch it")
+    print(f"  kubectl edit flaskapp {APP} -n {NAMESPACE}       # change spec.image: migrate, then roll")
+    print(f"  tail -f {state_dir() / 'operator.log'}     # the operator's JSON logs")
+    print("  make demo-down                                  # stop operator, cluster and PostgreSQL")
+    return 0
+
+
+def down(cluster_name: str) -> None:
+    stop_operator()
+    if not os.environ.get("KUBECONFIG"):
+        kwok.stop(cluster_name)
+    LocalPostgres(default_base_dir()).stop()
