@@ -82,7 +82,7 @@ def start_operator(env: dict[str, str]) -> int:
         if proc.poll() is not None:
             raise SystemExit(f"the operator exited ({proc.returncode}); see {log_path}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
                 if resp.status == 200:
                     break
         except OSError:
