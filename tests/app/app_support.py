@@ -80,8 +80,8 @@ class Server:
         if self.proc.poll() is not None:
             raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            return requests.get(self.base_url + "/livez", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(self.base_url + "/livez", timeout=2).status_code == 200
+        except requests.RequestException:  # not listening yet, or workers still booting
             return False
 
     def wait_until_serving(self, timeout: float = 30) -> None:

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One Dockerfile, one target per image:
+#   docker build --target app -t guestbook .        the reference Flask app (this file's first part)
+#   docker build --target operator -t flaskops .    the operator (added below by the operator work)
+#
+# The app image contract (ARCHITECTURE.md): `gunicorn` and `flask` on PATH, WORKDIR /app holding
+# wsgi.py and gunicorn.conf.py, reads APP_ENV, DATABASE_URL, SECRET_KEY, SECRET_KEY_FALLBACKS.
+# Migrations are NOT run here: the operator runs `flask db upgrade` once, in a Job, before rollout.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- builder: resolve and install the app's wheels into a virtual environment ------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# The project builds both packages (setuptools needs both directories present).
+COPY pyproject.toml ./
+COPY app/guestbook ./app/guestbook
+COPY operator/flaskops ./operator/flaskops
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir ".[app]" \
+    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+
+# ---- app: only the interpreter, the virtual environment and the two entry files ------------------
+FROM ${PYTHON_IMAGE} AS app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    APP_ENV=production \
+    PORT=8000
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+# Root-owned and read-only to the app user; works with readOnlyRootFilesystem (see gunicorn.conf.py).
+COPY app/wsgi.py app/gunicorn.conf.py ./
+USER 10001:10001
+EXPOSE 8000
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
+
+# ---- operator: RESERVED for the operator work (FROM ${PYTHON_IMAGE} AS operator) ------------------
