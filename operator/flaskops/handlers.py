@@ -200,12 +200,6 @@ def drop_database(body: Mapping[str, Any], **_: Any) -> None:
 # --- admission ------------------------------------------------------------------------------------------
 
 
-@kopf.on.validate(
-    *FLASKAPPS,
-    id="validate-flaskapp",
-    operations=["CREATE", "UPDATE"],
-    ignore_failures=CONFIG.webhook_failure_policy == "Ignore",
-)
 def validate_flaskapp(
     body: Mapping[str, Any],
     namespace: str | None,
@@ -221,3 +215,14 @@ def validate_flaskapp(
     warnings.extend(result.warnings)
     if not result.allowed:
         raise kopf.AdmissionError(f"unsafe FlaskApp: {summary(result.violations)}", code=403)
+
+
+# Only an operator that serves a webhook registers the handler: kopf refuses to start with admission
+# handlers and no server, and a webhook-less operator (FLASKOPS_WEBHOOK=none) must still run.
+if CONFIG.webhook_mode != "none":
+    kopf.on.validate(
+        *FLASKAPPS,
+        id="validate-flaskapp",
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=CONFIG.webhook_failure_policy == "Ignore",
+    )(validate_flaskapp)

@@ -48,13 +48,13 @@ class OperatorProcess:
         log.close()
         url = f"http://127.0.0.1:{self.health_port}/healthz"
 
-        def healthy() -> bool:
+        def healthy_or_gone() -> bool:
             assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
-            return requests.get(url, timeout=1).status_code == 200
+            return self.proc.poll() is not None or requests.get(url, timeout=1).status_code == 200
 
-        wait_for(healthy, timeout=60, what="the operator's liveness endpoint")
+        wait_for(healthy_or_gone, timeout=60, what="the operator's liveness endpoint")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as a crash or an OOM kill would do."""
