@@ -18,6 +18,7 @@ Wait helpers (re-exported from ``flaskops_testbed.waiting``): ``wait_for``, ``wa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -54,7 +55,9 @@ __all__ = [
     "watch_until",
 ]
 
-TEST_CLUSTER_NAME = "flaskops-test"
+# FLASKOPS_TEST_CLUSTER lets concurrent sessions (several developers on one machine) keep apart.
+TEST_CLUSTER_NAME = os.environ.get("FLASKOPS_TEST_CLUSTER", "flaskops-test")
+KWOK_NODE = "kwok.x-k8s.io/node"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 
 
@@ -79,6 +82,12 @@ class Kube:
     @property
     def is_local_testbed(self) -> bool:
         return self.cluster is not None
+
+    @functools.cached_property
+    def simulated(self) -> bool:
+        """True when KWOK drives the nodes (pods never run; stages decide their fate)."""
+        nodes = client.CoreV1Api(self.api).list_node().items
+        return any(((n.metadata and n.metadata.annotations) or {}).get(KWOK_NODE) == "fake" for n in nodes)
 
     def env(self) -> dict[str, str]:
         """os.environ with KUBECONFIG pointing at this cluster (for subprocesses)."""
