@@ -103,7 +103,10 @@ kwok_ldflags=(
 )
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok "${kwok_ldflags[@]}"
 build kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl "${kwok_ldflags[@]}"
-build helm helm "$HELM_MODULE/cmd/helm"
+# `helm version` otherwise reports only the minor ("v4.3") baked into the source.
+build helm helm "$HELM_MODULE/cmd/helm" \
+  "-X $HELM_MODULE/internal/version.version=$HELM_VERSION" \
+  "-X $HELM_MODULE/internal/version.gitTreeState=clean"
 
 # The stages ship inside the KWOK module; take them from the exact version we pinned.
 kwok_dir="$(cd "$here/kwok" && "$go" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
