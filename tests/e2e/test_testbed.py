@@ -7,8 +7,13 @@ These tests run against any cluster in KUBECONFIG too; the stage-driven Job fail
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
+import ssl
+import subprocess
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,7 @@ import pytest
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 
-from flaskops_testbed.kube_fixtures import Kube, has_condition, watch_until
+from flaskops_testbed.kube_fixtures import Kube, NotYet, has_condition, wait_for, watch_until
 
 pytestmark = pytest.mark.e2e
 
@@ -269,3 +274,107 @@ def test_helm_install_of_a_tiny_chart(
     assert ready.ready_replicas == 1
 
     kube.helm_run("uninstall", "tiny", "--namespace", namespace, "--wait", "--timeout", "60s")
+
+
+class _DenyLabelled(http.server.BaseHTTPRequestHandler):
+    """A validating webhook: refuses objects carrying DENY_LABEL, admits everything else."""
+
+    def do_POST(self) -> None:
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        labels = review["request"]["object"]["metadata"].get("labels") or {}
+        denied = labels.get(DENY_LABEL) == "yes"
+        response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": not denied}
+        if denied:
+            response["status"] = {"code": 403, "message": "refused by the loopback webhook"}
+        body = json.dumps({**review, "response": response}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep the test output clean; the assertions say what happened
+
+
+DENY_LABEL = "testbed.flaskops.dev/deny"
+
+
+def test_api_server_calls_an_admission_webhook_on_loopback(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    # The operator serves its validating webhook on 127.0.0.1 in end-to-end tests; prove that works.
+    if not kube.is_local_testbed:
+        pytest.skip("only an API server on this machine reaches this machine's loopback")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DenyLabelled)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    admission = client.AdmissionregistrationV1Api(kube.api)
+    webhook_name = f"deny-{namespace}"
+    try:
+        create(
+            kube,
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": webhook_name},
+                "webhooks": [
+                    {
+                        "name": "deny.testbed.flaskops.dev",
+                        "clientConfig": {
+                            "url": f"https://127.0.0.1:{server.server_address[1]}/validate",
+                            "caBundle": base64.b64encode(cert.read_bytes()).decode(),
+                        },
+                        "rules": [
+                            {
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE"],
+                                "resources": ["configmaps"],
+                            }
+                        ],
+                        # Only this test's namespace: the webhook must not touch other tests.
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                        "failurePolicy": "Fail",
+                        "sideEffects": "None",
+                        "admissionReviewVersions": ["v1"],
+                        "timeoutSeconds": 5,
+                    }
+                ],
+            },
+            namespace,
+        )
+        core = client.CoreV1Api(kube.api)
+        attempts = iter(range(1000))
+
+        def refused() -> ApiException:
+            # The API server loads new webhook configurations asynchronously: retry until it applies.
+            labelled = {"metadata": {"name": f"cm-{next(attempts)}", "labels": {DENY_LABEL: "yes"}}}
+            try:
+                create(kube, {"apiVersion": "v1", "kind": "ConfigMap", **labelled}, namespace)
+            except ApiException as exc:
+                return exc
+            raise NotYet("a labelled ConfigMap was still admitted")
+
+        denied = wait_for(refused, timeout=30, what="the loopback webhook to refuse a ConfigMap")
+        assert denied.status == 403
+        assert "refused by the loopback webhook" in json.loads(denied.body or "{}")["message"]
+        # Unlabelled objects pass through the same webhook.
+        core.create_namespaced_config_map(
+            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="ok"))
+        )
+    finally:
+        admission.delete_validating_webhook_configuration(webhook_name)
+        server.shutdown()
+        server.server_close()
+        thread.join()
