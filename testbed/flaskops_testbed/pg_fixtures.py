@@ -19,8 +19,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,19 +32,36 @@ import pytest
 from flaskops_testbed.postgres import ExternalPostgres, LocalPostgres, PostgresTarget
 
 
+def _server_dir(purpose: str) -> Path:
+    """A fresh directory for a session's server, outside pytest's basetemp.
+
+    Every pytest process that starts (any session on the machine) resets ``/tmp/pytest-of-<user>``
+    to mode 0700, which locks the ``postgres`` system user out of a data directory below it and
+    crashes the server mid-run. So the servers live in their own ``mkdtemp`` directories.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"flaskops-{purpose}-", dir=os.environ.get("FLASKOPS_PG_TMPDIR")))
+
+
+@contextlib.contextmanager
+def _session_server(purpose: str) -> Iterator[LocalPostgres]:
+    server = LocalPostgres(_server_dir(purpose))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.base_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresTarget]:
+def postgres() -> Iterator[PostgresTarget]:
     """The shared PostgreSQL server of this test session."""
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         yield ExternalPostgres(given)
         return
-    server = LocalPostgres(tmp_path_factory.mktemp("pg"))
-    server.start()
-    try:
+    with _session_server("pg") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -61,13 +81,9 @@ def database_factory(postgres: PostgresTarget) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture(scope="session")
-def _restartable_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    server = LocalPostgres(Path(tmp_path_factory.mktemp("pg-restartable")))
-    server.start()
-    try:
+def _restartable_postgres_server() -> Iterator[LocalPostgres]:
+    with _session_server("pg-restartable") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

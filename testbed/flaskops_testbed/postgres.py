@@ -23,6 +23,9 @@ PostgreSQL refuses to run as root. When this process is root, the server command
 and every ancestor of ``base_dir`` gets the traverse bit for others (``o+x``, never read) so that
 user can reach them (``mktemp -d`` folders are mode 0700).
 
+Do not put ``base_dir`` under pytest's ``tmp_path``: every pytest start resets
+``/tmp/pytest-of-<user>`` to mode 0700, which locks the ``postgres`` user out of a running server.
+
 The cluster is a throwaway: ``fsync``/``synchronous_commit``/``full_page_writes`` are off unless
 ``durable=True``, which keeps tests fast on small machines. It survives a clean stop/restart, not a
 power cut.

@@ -35,8 +35,8 @@ class NotYet(Exception):
 
 def wait_for(
     predicate: Callable[[], T],
-    *,
     timeout: float,
+    *,
     what: str,
     interval: float = 0.2,
 ) -> T:

@@ -1,0 +1,107 @@
+"""The harness's pure parts: configuration it hands kwokctl, wait helpers and their messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from flaskops_testbed import cluster, paths
+from flaskops_testbed.waiting import NotYet, condition_status, describe_conditions, has_condition, wait_for
+
+STAGES = {
+    "node-initialize",
+    "node-heartbeat-with-lease",
+    "pod-ready",
+    "pod-complete",
+    "pod-delete",
+    "pod-container-running-failed",
+}
+
+
+@pytest.fixture
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache holding stand-ins for the binaries, so configuration can be checked without a build."""
+    monkeypatch.setenv("FLASKOPS_CACHE", str(tmp_path))
+    bin_dir = paths.bin_dir()
+    bin_dir.mkdir(parents=True)
+    for name in paths.BINARIES:
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    stages = "".join(
+        f"---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata: {{name: {s}}}\n" for s in STAGES
+    )
+    paths.stages_file().write_text(stages)
+    return bin_dir
+
+
+def test_kwokctl_config_uses_local_binaries_on_loopback_with_all_stages(fake_build: Path) -> None:
+    docs = cluster.KwokCluster(name="unit", extra_apiserver_args={"audit-log-maxage": "1"}).config_documents()
+    config, stages = docs[0], docs[1:]
+    options = config["options"]
+    assert isinstance(options, dict)
+    assert options["runtime"] == "binary"
+    assert options["bindAddress"] == "127.0.0.1"
+    assert options["kubeApiserverBinary"] == str(fake_build / "kube-apiserver")
+    assert options["kwokControllerBinary"] == str(fake_build / "kwok")
+    assert all(Path(str(v)).is_absolute() for k, v in options.items() if k.endswith("Binary"))
+    assert not any("prometheus" in k.lower() or "jaeger" in k.lower() for k in options)
+    assert config["componentsPatches"] == [
+        {"name": "kube-apiserver", "extraArgs": [{"key": "audit-log-maxage", "value": "1"}]}
+    ]
+    assert {s["metadata"]["name"] for s in stages} == STAGES  # type: ignore[index]
+
+
+def test_cluster_state_lives_under_the_cache(fake_build: Path) -> None:
+    c = cluster.KwokCluster(name="unit")
+    assert c.kubeconfig.parent == paths.cache_dir() / "state" / "unit"
+    assert c.env()["PATH"].split(os.pathsep)[0] == str(fake_build)
+    assert c.env()["KWOK_WORKDIR"] == str(c.kwok_workdir)
+
+
+def test_binary_names_the_build_command_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASKOPS_CACHE", str(tmp_path))
+    with pytest.raises(paths.TestbedNotBuiltError, match="make testbed"):
+        paths.binary("kube-apiserver")
+
+
+@pytest.mark.skipif(not paths.is_built(), reason="needs `make testbed`")
+def test_build_extracted_the_full_stage_set_from_the_kwok_module() -> None:
+    text = paths.stages_file().read_text()
+    assert paths.versions()["KWOK_VERSION"] in text.splitlines()[0]
+    for stage in STAGES:
+        assert f"name: {stage}\n" in text
+
+
+def test_wait_for_returns_the_first_truthy_value() -> None:
+    values = iter([None, 0, "done"])
+    assert wait_for(lambda: next(values), 5, what="a value", interval=0) == "done"
+
+
+def test_wait_for_timeout_names_what_and_the_last_state() -> None:
+    def never() -> bool:
+        raise NotYet("phase=Pending")
+
+    with pytest.raises(TimeoutError, match=r"waiting for Job x Complete; last state: phase=Pending"):
+        wait_for(never, 0, what="Job x Complete")
+
+
+def test_conditions_read_models_and_dicts_alike() -> None:
+    model = client.V1Job(
+        metadata=client.V1ObjectMeta(name="m"),
+        status=client.V1JobStatus(
+            conditions=[client.V1JobCondition(type="Failed", status="True", reason="BackoffLimitExceeded")]
+        ),
+    )
+    plain = {
+        "kind": "FlaskApp",
+        "metadata": {"name": "d"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    assert condition_status(model, "Failed") == "True"
+    assert has_condition("Ready", "False")(plain)
+    assert condition_status(plain, "Migrated") is None
+    assert describe_conditions(model) == "Job m: Failed=True (BackoffLimitExceeded)"
+    assert describe_conditions(plain) == "FlaskApp d: Ready=False"
