@@ -18,6 +18,7 @@ Wait helpers (re-exported from ``flaskops_testbed.waiting``): ``wait_for``, ``wa
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -88,6 +90,65 @@ class Kube:
         """True when KWOK drives the nodes (pods never run; stages decide their fate)."""
         nodes = client.CoreV1Api(self.api).list_node().items
         return any(((n.metadata and n.metadata.annotations) or {}).get(KWOK_NODE) == "fake" for n in nodes)
+
+    def client_for_token(self, token: str) -> client.ApiClient:
+        """An ApiClient for this cluster that authenticates with a bearer token only."""
+        admin = self.api.configuration
+        config = client.Configuration()
+        config.host = admin.host
+        config.ssl_ca_cert = admin.ssl_ca_cert
+        config.verify_ssl = admin.verify_ssl
+        config.api_key = {"authorization": token}
+        config.api_key_prefix = {"authorization": "Bearer"}
+        return client.ApiClient(config)
+
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A fresh token of a ServiceAccount (TokenRequest API), e.g. to run the operator as its chart's SA."""
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+        )
+        issued = client.CoreV1Api(self.api).create_namespaced_service_account_token(name, namespace, request)
+        token = issued.status.token if issued.status else None
+        if not token:
+            raise RuntimeError(f"the API server issued no token for ServiceAccount {namespace}/{name}")
+        return token
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, expiration_seconds: int = 3600
+    ) -> Path:
+        """Write a kubeconfig that acts as ServiceAccount namespace/name, so RBAC gaps fail tests.
+
+        Point KUBECONFIG at it (kopf, kubectl, the kubernetes client all read it) to run the operator
+        with exactly the permissions its chart grants.
+        """
+        admin = self.api.configuration
+        cluster: dict[str, object] = {"server": admin.host}
+        if not admin.verify_ssl:
+            cluster["insecure-skip-tls-verify"] = True
+        elif admin.ssl_ca_cert:
+            # Embedded, not referenced: the client's CA file is a temporary file of this process.
+            cluster["certificate-authority-data"] = base64.b64encode(
+                Path(admin.ssl_ca_cert).read_bytes()
+            ).decode()
+        user = f"system:serviceaccount:{namespace}:{name}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "testbed", "cluster": cluster}],
+            "users": [
+                {
+                    "name": user,
+                    "user": {"token": self.service_account_token(namespace, name, expiration_seconds)},
+                }
+            ],
+            "contexts": [
+                {"name": user, "context": {"cluster": "testbed", "user": user, "namespace": namespace}}
+            ],
+            "current-context": user,
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
 
     def env(self) -> dict[str, str]:
         """os.environ with KUBECONFIG pointing at this cluster (for subprocesses)."""

@@ -156,19 +156,9 @@ def test_restricted_namespace_refuses_a_privileged_pod(kube: Kube, namespace: st
     assert 'violates PodSecurity "restricted' in json.loads(refused.value.body or "{}")["message"]
 
 
-def _client_with_token(kube: Kube, token: str) -> client.ApiClient:
-    """An ApiClient that authenticates with a bearer token only (no admin client certificate)."""
-    admin = kube.api.configuration
-    config = client.Configuration()
-    config.host = admin.host
-    config.ssl_ca_cert = admin.ssl_ca_cert
-    config.verify_ssl = admin.verify_ssl
-    config.api_key = {"authorization": token}
-    config.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(config)
-
-
-def test_service_account_token_without_permission_gets_403(kube: Kube, namespace: str) -> None:
+def test_service_account_token_without_permission_gets_403(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     create(kube, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}, namespace)
     # Grant one thing, so the test also proves the token authenticates (403, not 401) and RBAC grants.
     rbac = "rbac.authorization.k8s.io"
@@ -193,14 +183,7 @@ def test_service_account_token_without_permission_gets_403(kube: Kube, namespace
         },
         namespace,
     )
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-    )
-    issued = client.CoreV1Api(kube.api).create_namespaced_service_account_token("reader", namespace, request)
-    token = issued.status.token if issued.status else None
-    assert token
-
-    with _client_with_token(kube, token) as as_reader:
+    with kube.client_for_token(kube.service_account_token(namespace, "reader")) as as_reader:
         reader_core = client.CoreV1Api(as_reader)
         # RBAC changes reach the authorizer's informer cache shortly after the write; wait for that.
         watch_until(
@@ -216,6 +199,14 @@ def test_service_account_token_without_permission_gets_403(kube: Kube, namespace
 
     assert denied.value.status == 403
     assert f"system:serviceaccount:{namespace}:reader" in json.loads(denied.value.body or "{}")["message"]
+
+    # The same identity as a kubeconfig, the way the operator runs in end-to-end tests.
+    as_reader_config = kube.service_account_kubeconfig(namespace, "reader", tmp_path / "reader.kubeconfig")
+    kubectl = [str(kube.kubectl_binary), "--kubeconfig", str(as_reader_config)]
+    assert kube.run([*kubectl, "get", "configmaps"]).returncode == 0
+    forbidden = kube.run([*kubectl, "get", "secrets"], check=False)
+    assert forbidden.returncode != 0
+    assert "Forbidden" in forbidden.stderr
 
 
 def _write_chart(root: Path) -> Path:
