@@ -130,15 +130,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
 def _open_traverse(path: Path) -> None:
     """Give others the traverse bit on ``path`` and its ancestors, so the postgres user reaches it."""
     for p in [path, *path.parents]:
@@ -398,11 +389,15 @@ class LocalPostgres:
             return None
 
     def _choose_port(self, keep_port: bool) -> tuple[int, bool]:
-        """The port to start on, and whether another may be tried if it is taken meanwhile."""
+        """The port to start on, and whether another may be tried if it turns out to be taken.
+
+        A server comes back on the port it had, so clients holding its URL reconnect; only when that
+        port was taken meanwhile (and this is not a restart) does it move to a new one.
+        """
         if self._requested_port is not None:
             return self._requested_port, False
         stored = self._stored_port()
-        if stored is not None and (keep_port or _port_is_free(stored)):
+        if stored is not None:
             return stored, not keep_port
         return free_port(), True
 
@@ -415,7 +410,7 @@ class LocalPostgres:
                 self._pg_ctl("start", "-w", "-t", str(int(timeout)), "-l", str(self.log_file))
             except PostgresError as exc:
                 # Another process may have taken a free port between our check and the bind.
-                if may_retry and attempt < 2 and "already in use" in str(exc):
+                if may_retry and attempt < 2 and "already in use" in str(exc).lower():
                     port = free_port()
                     continue
                 raise
