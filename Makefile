@@ -13,13 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv lint testbed cluster-up cluster-down test test-fast demo demo-down bench clean
+.PHONY: help venv lint testbed cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
 
 help:
 	@echo "make demo   - start local PostgreSQL + control plane, run the operator, apply the example, wait for Ready"
 	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
-	@echo "parts: venv lint testbed cluster-up cluster-down demo-down clean"
+	@echo "make app-demo - just the guestbook: local PostgreSQL, migrations, Gunicorn on 127.0.0.1:$(APP_DEMO_PORT)"
+	@echo "parts: venv lint testbed cluster-up cluster-down demo-down app-demo-down clean"
 
 $(STAMP): pyproject.toml
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -66,3 +67,27 @@ bench: venv testbed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+
+# The reference app alone, no Kubernetes: a local PostgreSQL (state in $(APP_DEMO_DIR)), `flask db upgrade`
+# and Gunicorn in the foreground, exactly as the image runs them. Ctrl-C stops Gunicorn;
+# `make app-demo-down` stops PostgreSQL.
+APP_DEMO_PORT ?= 8000
+APP_DEMO_DIR := $(FLASKOPS_CACHE)/app-demo
+APP_DEMO_PG := $(BIN)/python -m flaskops_testbed.postgres --base-dir $(APP_DEMO_DIR)/postgres
+
+app-demo: venv
+	@mkdir -p $(APP_DEMO_DIR)
+	@test -s $(APP_DEMO_DIR)/secret-key || \
+	  (umask 077; $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > $(APP_DEMO_DIR)/secret-key)
+	$(APP_DEMO_PG) start
+	@export APP_ENV=development \
+	  DATABASE_URL="$$($(APP_DEMO_PG) createdb guestbook_demo)" \
+	  SECRET_KEY="$$(cat $(APP_DEMO_DIR)/secret-key)" \
+	  PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	cd app; \
+	echo "==> flask db upgrade"; flask db upgrade; \
+	echo "==> the guestbook is at http://127.0.0.1:$(APP_DEMO_PORT)/ (API: /api/entries; Ctrl-C stops)"; \
+	exec gunicorn --config gunicorn.conf.py wsgi:app --workers 2 --bind 127.0.0.1:$(APP_DEMO_PORT)
+
+app-demo-down:
+	$(APP_DEMO_PG) stop
