@@ -70,6 +70,11 @@ def down(args: argparse.Namespace) -> int:
 
     demo.stop_operator()
     kwok.stop(args.name)
+    others = kwok.live_clusters()
+    if others:
+        # The PostgreSQL server is shared by every local cluster (demo, test sessions): keep it for them.
+        kwok.log(f"stopped cluster {args.name!r}; PostgreSQL stays up for running clusters {others}")
+        return 0
     LocalPostgres(default_base_dir()).stop()
     kwok.log("stopped")
     return 0

@@ -270,6 +270,38 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def live_clusters() -> list[str]:
+    """Names of the local clusters (of this FLASKOPS_CACHE) that have a component process running."""
+    root = paths.cache_dir() / "state"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [n for n in names if any(_alive(pid) for pid in KwokCluster(name=n)._component_pids())]
+
+
+OWNER_FILE = "owner.pid"
+
+
+def claim(cluster: KwokCluster) -> None:
+    """Record this process as the cluster's owner, so `reap_orphans` can tell when it died."""
+    cluster.state_dir.mkdir(parents=True, exist_ok=True)
+    (cluster.state_dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+
+
+def reap_orphans(prefix: str) -> list[str]:
+    """Stop clusters named `prefix*` whose owning process is gone (a test session that was killed)."""
+    root = paths.cache_dir() / "state"
+    reaped = []
+    for state in sorted(root.glob(f"{prefix}*")) if root.is_dir() else []:
+        try:
+            owner = int((state / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not claimed by a session: someone started it by hand, leave it alone
+        if not _alive(owner):
+            log(f"stopping cluster {state.name!r}: its test session (pid {owner}) is gone")
+            KwokCluster(name=state.name).down()
+            reaped.append(state.name)
+    return reaped
+
+
 def start(
     name: str = DEFAULT_NAME,
     *,

@@ -2,8 +2,11 @@
 
 ``kube`` (session)
     A ``Kube``: the cluster named by ``KUBECONFIG`` when that is set (any cluster, e.g. kind), else
-    the local testbed started for the session (cluster ``flaskops-test``) and stopped at its end
-    (``FLASKOPS_TESTBED_KEEP=1`` keeps it running so the next session starts in about a second).
+    the local testbed started for the session (cluster ``flaskops-test-<pid>``, so concurrent
+    sessions never share one) and stopped at its end; clusters of killed sessions are reaped when
+    the next session starts. ``FLASKOPS_TESTBED_KEEP=1`` uses the fixed name ``flaskops-test`` and
+    leaves it running, so the next session reuses it and starts in about a second.
+    ``FLASKOPS_TEST_CLUSTER=NAME`` picks the name explicitly (stopped at the end unless KEEP).
     While the local testbed runs, ``KUBECONFIG`` in ``os.environ`` points at it, so subprocesses and
     ``kopf.testing.KopfRunner`` find it without arguments.
 
@@ -34,7 +37,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flaskops_testbed import paths
-from flaskops_testbed.cluster import KwokCluster
+from flaskops_testbed.cluster import KwokCluster, claim, reap_orphans
 from flaskops_testbed.waiting import (
     NotYet,
     api_client,
@@ -57,8 +60,7 @@ __all__ = [
     "watch_until",
 ]
 
-# FLASKOPS_TEST_CLUSTER lets concurrent sessions (several developers on one machine) keep apart.
-TEST_CLUSTER_NAME = os.environ.get("FLASKOPS_TEST_CLUSTER", "flaskops-test")
+TEST_CLUSTER_NAME = "flaskops-test"
 KWOK_NODE = "kwok.x-k8s.io/node"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 
@@ -211,7 +213,17 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
                 "(a cold build takes 10-25 minutes), or point KUBECONFIG at a cluster (e.g. kind)",
                 pytrace=False,
             )
-        cluster = KwokCluster(name=TEST_CLUSTER_NAME).up()
+        keep = bool(os.environ.get("FLASKOPS_TESTBED_KEEP"))
+        explicit = os.environ.get("FLASKOPS_TEST_CLUSTER")
+        reap_orphans(f"{TEST_CLUSTER_NAME}-")
+        if explicit or keep:
+            cluster = KwokCluster(name=explicit or TEST_CLUSTER_NAME)
+        else:
+            # One cluster per session, so concurrent sessions (two terminals, two engineers) never
+            # stop each other's; claimed, so the next session reaps it if this one gets killed.
+            cluster = KwokCluster(name=f"{TEST_CLUSTER_NAME}-{os.getpid()}")
+            claim(cluster)
+        cluster.up()
         kubeconfig = cluster.kubeconfig
         os.environ["KUBECONFIG"] = str(kubeconfig)
     api = api_client(kubeconfig)
@@ -227,7 +239,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         api.close()
         if cluster is not None:
             os.environ.pop("KUBECONFIG", None)
-            if not os.environ.get("FLASKOPS_TESTBED_KEEP"):
+            if not keep:
                 cluster.down()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,21 @@ def test_conditions_read_models_and_dicts_alike() -> None:
     assert condition_status(plain, "Migrated") is None
     assert describe_conditions(model) == "Job m: Failed=True (BackoffLimitExceeded)"
     assert describe_conditions(plain) == "FlaskApp d: Ready=False"
+
+
+def test_reap_orphans_stops_only_clusters_of_dead_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASKOPS_CACHE", str(tmp_path))
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    orphan, mine, by_hand = (cluster.KwokCluster(name=f"flaskops-test-{n}") for n in ("1", "2", "3"))
+    cluster.claim(mine)
+    orphan.state_dir.mkdir(parents=True)
+    (orphan.state_dir / cluster.OWNER_FILE).write_text(f"{finished.pid}\n")
+    by_hand.state_dir.mkdir(parents=True)
+
+    assert cluster.reap_orphans("flaskops-test-") == ["flaskops-test-1"]
+    assert not orphan.state_dir.exists()
+    assert mine.state_dir.exists()
+    assert by_hand.state_dir.exists()
