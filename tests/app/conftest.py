@@ -6,11 +6,13 @@ import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from app_support import APP_DIR, Server, app_environ, deployment_command, migrate_to_head, process_env
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, Engine
 
 from flaskops_testbed.postgres import PostgresTarget, free_port
@@ -40,6 +42,11 @@ def production_database(postgres: PostgresTarget) -> Iterator[str]:
     postgres.drop_database(name)
 
 
+def engines(extension: SQLAlchemy) -> dict[str | None, Any]:
+    """The app's engine map, which Flask-SQLAlchemy types as read-only but keeps as a plain dict."""
+    return cast(dict[str | None, Any], extension.engines)
+
+
 @pytest.fixture
 def make_app(request: pytest.FixtureRequest, app_database: str) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database whose every write is rolled back after the test.
@@ -59,7 +66,7 @@ def make_app(request: pytest.FixtureRequest, app_database: str) -> Iterator[Call
             engine = db.engine
             connection = engine.connect()
             connection.begin()
-            db.engines[None] = connection  # type: ignore[assignment]
+            engines(db)[None] = connection
             db.session.remove()
             db.session.configure(join_transaction_mode="create_savepoint")
         made.append((app, engine, connection))
@@ -71,7 +78,7 @@ def make_app(request: pytest.FixtureRequest, app_database: str) -> Iterator[Call
             db.session.remove()
             connection.rollback()
             connection.close()
-            db.engines[None] = engine
+            engines(db)[None] = engine
             db.session.configure(join_transaction_mode="conditional_savepoint")
         engine.dispose()
 

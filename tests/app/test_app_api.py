@@ -78,7 +78,7 @@ def test_invalid_entry_is_422_with_field_messages(
 )
 def test_body_must_be_a_json_object(client: FlaskClient, kwargs: dict[str, str]) -> None:
     # Form-encoded and text/plain are what a cross-site page can post without a preflight.
-    response = client.post("/api/entries", **kwargs)  # type: ignore[arg-type]
+    response = client.post("/api/entries", **kwargs)
     assert response.status_code == 422
     assert response.get_json()["error"] == "Unprocessable Entity"
     assert "JSON object" in response.get_json()["message"]
@@ -118,7 +118,7 @@ def test_unhandled_error_is_json_500_and_the_session_is_rolled_back(make_app: Ca
     seen: dict[str, object] = {}
 
     @app.get("/api/boom")
-    def boom() -> None:
+    def boom() -> str:
         db.session.add(Entry(author="half", message="written before the crash"))
         db.session.flush()  # the row is in the open transaction...
         raise RuntimeError("kaboom")  # ...when the request fails
@@ -144,7 +144,7 @@ def test_explicit_abort_keeps_its_description(make_app: Callable[..., Flask]) ->
     app = make_app()
 
     @app.get("/api/teapot")
-    def teapot() -> None:
+    def teapot() -> str:
         abort(418, description="Short and stout.")
 
     response = app.test_client().get("/api/teapot")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from app_support import STRONG_KEY
 from sqlalchemy.pool import NullPool
 
+from flaskops_testbed.postgres import PostgresTarget
 from guestbook import ConfigError, create_app
 from guestbook.config import load_config, parse_key_list, secret_key_weakness, tokens
 
@@ -188,7 +191,9 @@ def test_engine_options_from_the_environment() -> None:
     assert options["connect_args"]["options"] == "-c statement_timeout=500"
 
 
-def test_production_applies_statement_timeout_on_the_real_server(postgres, database_factory) -> None:  # type: ignore[no-untyped-def]
+def test_production_applies_statement_timeout_on_the_real_server(
+    postgres: PostgresTarget, database_factory: Callable[..., str]
+) -> None:
     from sqlalchemy import text
 
     from guestbook.extensions import db

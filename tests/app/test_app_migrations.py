@@ -43,7 +43,7 @@ def columns(url: str) -> dict[str, str]:
         rows = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'entries'"
         ).fetchall()
-    return dict(rows)  # type: ignore[arg-type]
+    return {name: kind for name, kind in rows}
 
 
 def version(url: str) -> str | None:

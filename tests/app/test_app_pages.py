@@ -89,7 +89,7 @@ def test_unhandled_error_is_the_html_500_template(make_app: Callable[..., Flask]
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     @app.get("/boom")
-    def boom() -> None:
+    def boom() -> str:
         raise RuntimeError("secret detail")
 
     response = app.test_client().get("/boom")
