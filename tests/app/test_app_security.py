@@ -137,3 +137,19 @@ def test_proxy_fix_trusts_exactly_proxy_count_hops(make_app: Callable[..., Flask
 def test_api_is_exempt_from_csrf_but_pages_are_not(client: FlaskClient) -> None:
     assert client.post("/api/entries", json={"author": "a", "message": "b"}).status_code == 201
     assert client.post("/", data={"author": "a", "message": "b"}).status_code == 400
+
+
+def test_https_form_post_needs_a_same_origin_referer(make_app: Callable[..., Flask]) -> None:
+    # Flask-WTF's SSL-strict check: over HTTPS the Referer must name this host.
+    client = make_app("production").test_client()
+    base = "https://guestbook.example"
+    page = client.get("/", base_url=base).get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    form = {"author": "a", "message": "b", "csrf_token": token}
+    refused = client.post("/", data=form, base_url=base)
+    assert refused.status_code == 400
+    assert "The referrer header is missing." in refused.get_data(as_text=True)
+    foreign = client.post("/", data=form, base_url=base, headers={"Referer": "https://evil.example/"})
+    assert foreign.status_code == 400
+    accepted = client.post("/", data=form, base_url=base, headers={"Referer": base + "/"})
+    assert accepted.status_code == 302
