@@ -100,12 +100,15 @@ class Server:
 
 
 def deployment_command(port: int, workers: int = 2, threads: int = 2) -> list[str]:
-    """The command line the flaskops Deployment runs (see operator/flaskops manifests)."""
+    """The command line the flaskops Deployment runs (operator/flaskops/manifests.py, gunicorn_command).
+
+    It names no --config: Gunicorn reads ./gunicorn.conf.py from the WORKDIR by default, and the
+    JSON log assertions in the tests prove that it did.
+    """
     return [
         "gunicorn",
-        "--config",
-        "gunicorn.conf.py",
-        "wsgi:app",
+        "--bind",
+        f"0.0.0.0:{port}",
         "--workers",
         str(workers),
         "--threads",
@@ -116,8 +119,12 @@ def deployment_command(port: int, workers: int = 2, threads: int = 2) -> list[st
         "25",
         "--max-requests",
         "1000",
-        "--bind",
-        f"0.0.0.0:{port}",
+        "--max-requests-jitter",
+        "100",
+        "--worker-tmp-dir",
+        "/dev/shm",
+        "--no-control-socket",
+        "wsgi:app",
     ]
 
 
