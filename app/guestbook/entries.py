@@ -42,10 +42,12 @@ def create(author: str, message: str) -> Entry:
 
 
 def latest(limit: int = LATEST_MAX) -> list[dict[str, Any]]:
-    """The newest entries as dicts, served from the cache for ENTRIES_CACHE_SECONDS."""
-    rows = cache.get(LATEST_KEY)
+    """The newest entries as dicts, served from the cache for ENTRIES_CACHE_SECONDS (0: no cache)."""
+    seconds = int(current_app.config["ENTRIES_CACHE_SECONDS"])
+    rows = cache.get(LATEST_KEY) if seconds > 0 else None
     if rows is None:
         query = select(Entry).order_by(Entry.created_at.desc(), Entry.id.desc()).limit(LATEST_MAX)
         rows = [e.to_dict() for e in db.session.scalars(query)]
-        cache.set(LATEST_KEY, rows, timeout=current_app.config["ENTRIES_CACHE_SECONDS"])
+        if seconds > 0:  # Flask-Caching reads a timeout of 0 as "never expires"
+            cache.set(LATEST_KEY, rows, timeout=seconds)
     return list(rows[:limit])

@@ -51,3 +51,14 @@ def test_cache_backend_comes_from_configuration(make_app: Callable[..., Flask], 
     app = make_app(CACHE_TYPE="FileSystemCache", CACHE_DIR=str(tmp_path))
     app.test_client().get("/api/entries")
     assert list(tmp_path.iterdir())  # the list went to the configured backend
+
+
+def test_zero_seconds_disables_the_cache(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ENTRIES_CACHE_SECONDS="0")
+    client = app.test_client()
+    client.get("/api/entries")
+    with app.app_context():
+        assert cache.get(entries.LATEST_KEY) is None
+        db.session.add(Entry(author="b", message="seen at once"))
+        db.session.commit()
+    assert [e["message"] for e in client.get("/api/entries").get_json()["entries"]] == ["seen at once"]
