@@ -38,4 +38,29 @@ USER 10001:10001
 EXPOSE 8000
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
 
-# ---- operator: RESERVED for the operator work (FROM ${PYTHON_IMAGE} AS operator) ------------------
+# ---- operator-builder: the operator's wheels only (`.[operator]`: kopf, kubernetes, psycopg, ...) -----
+FROM ${PYTHON_IMAGE} AS operator-builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml ./
+COPY app/guestbook ./app/guestbook
+COPY operator/flaskops ./operator/flaskops
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir ".[operator]" \
+    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+
+# ---- operator: `python -m flaskops` as a numeric non-root user on a read-only root filesystem ------
+# The chart runs the same command and arguments (tests/chart/test_command.py checks they agree); it
+# mounts an emptyDir on /tmp and the webhook's certificate under /etc/flaskops/webhook.
+FROM ${PYTHON_IMAGE} AS operator
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=operator-builder /opt/venv /opt/venv
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8080 9443
+ENTRYPOINT ["python", "-m", "flaskops"]
+CMD ["--liveness=http://0.0.0.0:8080/healthz"]

@@ -17,6 +17,7 @@ from kubernetes import client
 from flaskops import names
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import wait_for
+from tests.chart.chart_support import install_operator_rbac
 
 ADMIN_NAMESPACE = "flaskops-system"
 ADMIN_SECRET = "pg-admin-e2e"
@@ -31,9 +32,10 @@ def crds(kube: Kube) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(kube: Kube, crds: None) -> Path:
-    """The kubeconfig the operator runs with (the chart's ServiceAccount token once the chart provides it)."""
-    return kube.kubeconfig
+def operator_kubeconfig(kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kubeconfig the operator runs with: a token of the chart's ServiceAccount, so the API server
+    enforces exactly the chart's RBAC on every request the operator makes in the whole suite."""
+    return install_operator_rbac(kube, tmp_path_factory.mktemp("operator-sa") / "kubeconfig")
 
 
 @pytest.fixture(scope="session")
