@@ -10,7 +10,7 @@ from .safety import OtherApp
 
 
 def app_entry(
-    namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]
+    namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any], created: str = ""
 ) -> dict[str, Any]:
     """What the FlaskApp index keeps per app: enough to know its database without an API call."""
     db = spec.get("database") or {}
@@ -18,6 +18,7 @@ def app_entry(
     return {
         "namespace": namespace,
         "name": name,
+        "created": created,
         "environment": spec.get("environment", ""),
         "server": db.get("server"),
         "dbname": db.get("name") or credentials.default_names(namespace, name)[0],
@@ -60,5 +61,5 @@ def other_apps(
             continue
         loc = location(e, servers)
         if loc is not None:
-            out.append(OtherApp(e["namespace"], e["name"], e["environment"], loc))
+            out.append(OtherApp(e["namespace"], e["name"], e["environment"], loc, e.get("created", "")))
     return out

@@ -230,7 +230,8 @@ def deployment(app: FlaskAppSpec, image: str, secrets_checksum: str) -> dict[str
         "command": gunicorn_command(app),
         "env": [*app_env(app), {"name": "PORT", "value": str(app.port)}],
         "ports": [{"name": port_name, "containerPort": app.port, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
+        # 5s > the app's 3s database connect timeout, so an unreachable database answers 503, not a probe timeout.
+        "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {
             "httpGet": {"path": app.liveness_path, "port": port_name},
             "periodSeconds": 10,

@@ -209,6 +209,7 @@ class Reconciler:
             server_environments=target.server.environments if target.server else None,
             others=self.others(app),
             stamp=stamp,
+            me=(app.created, app.namespace, app.name),
         )
         if violations:
             raise _unsafe(violations)

@@ -31,6 +31,8 @@ class OtherApp:
     name: str
     environment: str
     location: tuple[str, int, str]
+    # creationTimestamp: the app that was there first keeps the database; S5 refuses the newcomer.
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,13 @@ def check_pairing(
     others: Iterable[OtherApp] = (),
     stamp: str | None = None,
     rules: Iterable[str] = ("S1", "S2", "S3", "S4", "S5", "S6"),
+    me: tuple[str, str, str] | None = None,
 ) -> list[Violation]:
-    """Every pairing rule the app breaks, in rule order; an empty list means the pairing is safe."""
+    """Every pairing rule the app breaks, in rule order; an empty list means the pairing is safe.
+
+    `me` is (creationTimestamp, namespace, name) of the app judged, when it exists already: for S5 only
+    apps that came before it count, so the first user of a database keeps it.
+    """
     wanted = set(rules)
     found: list[Violation] = []
     if "S1" in wanted and environment != "testing":
@@ -107,7 +114,13 @@ def check_pairing(
             )
     if "S5" in wanted:
         clash = sorted(
-            (o for o in others if o.location == location(identity) and o.environment != environment),
+            (
+                o
+                for o in others
+                if o.location == location(identity)
+                and o.environment != environment
+                and (me is None or (o.created, o.namespace, o.name) < me)
+            ),
             key=lambda o: (o.namespace, o.name),
         )
         if clash:

@@ -82,6 +82,7 @@ class FlaskAppSpec:
     secret_key_rotation: str | None
     readiness_path: str
     liveness_path: str
+    created: str = ""
     deleting: bool = False
     finalizers: tuple[str, ...] = field(default_factory=tuple)
 
@@ -154,6 +155,7 @@ def parse_flaskapp(body: Mapping[str, Any]) -> FlaskAppSpec:
         secret_key_rotation=sk.get("rotation"),
         readiness_path=str(probes.get("readinessPath") or DEFAULT_READINESS_PATH),
         liveness_path=str(probes.get("livenessPath") or DEFAULT_LIVENESS_PATH),
+        created=str(meta.get("creationTimestamp") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
         finalizers=tuple(meta.get("finalizers") or ()),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sys
 from typing import Any
 
 import psycopg
@@ -321,12 +322,20 @@ def test_status_is_quiet_once_ready(kube: Kube, apps: Apps, ns: str, make_server
     server = make_server(["production"])
     apps.apply(flaskapp("calm", ns, server=server))
     apps.wait(ns, "calm", timeout=180)
-    rv = apps.get(ns, "calm")["metadata"]["resourceVersion"]
+    # kopf records the handled spec in an annotation right after the handler; wait for that last write.
+    wait_for(
+        lambda: "flaskops.dev/last-handled-configuration" in apps.get(ns, "calm")["metadata"]["annotations"],
+        timeout=30,
+        what="kopf's last-handled-configuration annotation",
+    )
+    before = apps.get(ns, "calm")
+    rv = before["metadata"]["resourceVersion"]
     # Touch a child so its watch fires and the operator reconciles again.
     kube.kubectl("annotate", "deployment", "calm", "-n", ns, f"nudge={secrets.token_hex(3)}")
     kube.kubectl("wait", "--for=condition=Ready", "flaskapp/calm", "-n", ns, "--timeout=30s")
     events_before = len(apps.events(ns, "calm"))
-    assert apps.get(ns, "calm")["metadata"]["resourceVersion"] == rv
+    after = apps.get(ns, "calm")
+    assert after["metadata"]["resourceVersion"] == rv, (before, after)
     assert len(apps.events(ns, "calm")) == events_before
 
 
@@ -360,12 +369,16 @@ def test_contract_the_operator_commands_run_the_reference_app(
 
     port = free_port()
     server = make_server(["production"])
-    apps.apply(flaskapp("contract", ns, server=server, port=port))
+    # Behind an ingress the app trusts one proxy's X-Forwarded-Proto (spec.env is passed through).
+    proxy_env = [{"name": "PROXY_COUNT", "value": "1"}]
+    apps.apply(flaskapp("contract", ns, server=server, port=port, env=proxy_env))
     apps.wait(ns, "contract", timeout=180)
     (job,) = jobs(kube, ns, "contract")
     job_container = job.spec.template.spec.containers[0]
     web = deployment(kube, ns, "contract").spec.template.spec.containers[0]
-    base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    # The image has `flask` and `gunicorn` on PATH; here they live next to this interpreter.
+    bin_dir = os.path.dirname(sys.executable)
+    base_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp")}
     app_dir = ROOT / "app"  # the image's WORKDIR holds wsgi.py and gunicorn.conf.py
 
     migrate = subprocess.run(
@@ -401,7 +414,9 @@ def test_contract_the_operator_commands_run_the_reference_app(
         wait_for(ready, timeout=60, what=f"gunicorn answering {path}")
         live = requests.get(f"http://127.0.0.1:{port}{web.liveness_probe.http_get.path}", timeout=2)
         assert live.status_code == 200
-        entries = requests.get(f"http://127.0.0.1:{port}/api/entries", timeout=5)
+        entries = requests.get(
+            f"http://127.0.0.1:{port}/api/entries", headers={"X-Forwarded-Proto": "https"}, timeout=5
+        )
         assert entries.status_code == 200, entries.text
         assert isinstance(json.loads(entries.text), dict | list)
     finally:

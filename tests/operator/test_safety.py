@@ -101,3 +101,14 @@ def test_rules_subset_and_order():
     identity = ident(dbname="test_prod_db")
     assert rules(check_pairing("development", identity, stamp="production")) == ["S1", "S3", "S6"]
     assert rules(check_pairing("development", identity, rules=["S3"])) == ["S3"]
+
+
+def test_s5_the_first_user_keeps_the_database():
+    mine = ident()
+    older = OtherApp("shop", "old", "development", location(mine), created="2026-01-01T00:00:00Z")
+    newer = OtherApp("shop", "new", "development", location(mine), created="2026-06-01T00:00:00Z")
+    me = ("2026-03-01T00:00:00Z", "shop", "me")
+    assert rules(check_pairing("production", mine, others=[older], me=me)) == ["S5"]
+    assert check_pairing("production", mine, others=[newer], me=me) == []
+    # At admission the app does not exist yet: everyone already there counts.
+    assert rules(check_pairing("production", mine, others=[newer])) == ["S5"]
