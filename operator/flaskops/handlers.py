@@ -82,9 +82,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index(*FLASKAPPS)
 def flaskapp_db(
-    namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any
+    namespace: str,
+    name: str,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    **_: Any,
 ) -> Any:
-    return {None: inventory.app_entry(namespace, name, spec, status)}
+    created = str(meta.get("creationTimestamp") or "")
+    return {None: inventory.app_entry(namespace, name, spec, status, created)}
 
 
 @kopf.index(*SERVERS)

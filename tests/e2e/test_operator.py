@@ -222,7 +222,8 @@ def test_s5_one_database_two_environments(apps: Apps, ns: str, make_server: Any)
     apps.apply(flaskapp("second", ns, server=server, environment="development", dbname=shared))
     cond = apps.wait_reason(ns, "second", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
     assert "S5" in cond["message"] and f"{ns}/first" in cond["message"]
-    assert apps.condition(ns, "first", names.READY)["status"] == "True"
+    first_ready = apps.condition(ns, "first", names.READY)
+    assert first_ready["status"] == "True", first_ready
 
 
 @pytest.mark.usefixtures("operator")
