@@ -64,7 +64,7 @@ def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) ->
         "ValidatingWebhookConfiguration",
         "NetworkPolicy",
     } <= kinds
-    dep = client.AppsV1Api(kube.api).read_namespaced_deployment(full, ns)
+    dep: Any = client.AppsV1Api(kube.api).read_namespaced_deployment(full, ns)
     assert dep.status.available_replicas == 1  # admitted by Pod Security "restricted", scheduled, ready
     for crd in (names.FLASKAPP_PLURAL, names.POSTGRESSERVER_PLURAL):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.{names.GROUP}", "--timeout=60s")
@@ -119,11 +119,12 @@ def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) ->
 
 
 def _secret(kube: Kube, ns: str, name: str) -> dict[str, str]:
-    return dict(client.CoreV1Api(kube.api).read_namespaced_secret(name, ns).data)
+    secret: Any = client.CoreV1Api(kube.api).read_namespaced_secret(name, ns)
+    return dict(secret.data)
 
 
 def _ca_bundle(kube: Kube, name: str) -> str:
-    vwc = client.AdmissionregistrationV1Api(kube.api).read_validating_webhook_configuration(name)
+    vwc: Any = client.AdmissionregistrationV1Api(kube.api).read_validating_webhook_configuration(name)
     return str(vwc.webhooks[0].client_config.ca_bundle)
 
 
