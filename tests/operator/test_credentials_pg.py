@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from psycopg import sql
+
 from flaskops.credentials import (
     AdminAuthFailed,
     AdminConnection,
@@ -29,7 +31,6 @@ from flaskops.credentials import (
     stamp_for,
 )
 from flaskops_testbed.postgres import PostgresTarget, free_port
-from psycopg import sql
 
 
 @pytest.fixture

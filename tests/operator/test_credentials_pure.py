@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
+
 from flaskops import names
 from flaskops.credentials import (
     AdminConnection,

@@ -84,7 +84,10 @@ def test_deployment_runs_gunicorn_from_the_spec():
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations[names.ANNOTATION_SECRETS_CHECKSUM] == "sum-1"
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_user_pod_labels_cannot_override_the_selector():

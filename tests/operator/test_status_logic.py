@@ -17,14 +17,18 @@ def job(name, *conds, image="i:2"):
     return {
         "metadata": {"name": name},
         "spec": {"template": {"spec": {"containers": [{"image": image}]}}},
-        "status": {"conditions": [{"type": t, "status": "True", "reason": r, "message": m} for t, r, m in conds]},
+        "status": {
+            "conditions": [{"type": t, "status": "True", "reason": r, "message": m} for t, r, m in conds]
+        },
     }
 
 
 def test_job_outcomes():
     assert migrations.view(job("j")).outcome == migrations.RUNNING
     assert migrations.view(job("j", ("Complete", "", ""))).outcome == migrations.SUCCEEDED
-    failed = migrations.view(job("j", ("Failed", "BackoffLimitExceeded", "Job has reached the backoff limit")))
+    failed = migrations.view(
+        job("j", ("Failed", "BackoffLimitExceeded", "Job has reached the backoff limit"))
+    )
     assert failed.outcome == migrations.FAILED
     assert "BackoffLimitExceeded" in failed.message
     # Kubernetes >= 1.31 adds FailureTarget/SuccessCriteriaMet before the terminal ones: still running.

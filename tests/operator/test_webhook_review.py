@@ -5,14 +5,21 @@ from flaskops.webhook import review
 
 SERVERS = {
     "main": inventory.server_entry({"host": "pg.internal", "environments": ["production"]}),
-    "scratch": inventory.server_entry({"host": "pg-dev.internal", "environments": ["development", "testing"]}),
+    "scratch": inventory.server_entry(
+        {"host": "pg-dev.internal", "environments": ["development", "testing"]}
+    ),
 }
 
 
 def body(env="production", server="main", name="guestbook", **spec):
     return {
         "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"environment": env, "image": "i:1", "database": {"server": server, **spec.pop("db", {})}, **spec},
+        "spec": {
+            "environment": env,
+            "image": "i:1",
+            "database": {"server": server, **spec.pop("db", {})},
+            **spec,
+        },
     }
 
 
@@ -40,7 +47,9 @@ def test_dev_host_in_production():
 
 
 def test_shared_database_across_environments():
-    dev = inventory.app_entry("shop", "old", {"environment": "testing", "database": {"server": "x", "name": "gb"}}, {})
+    dev = inventory.app_entry(
+        "shop", "old", {"environment": "testing", "database": {"server": "x", "name": "gb"}}, {}
+    )
     dev["recorded"] = {"host": "pg.internal", "port": 5432, "name": "gb"}
     others = inventory.other_apps("shop", "guestbook", [dev], {})
     r = review(body(db={"name": "gb"}), SERVERS, others)
