@@ -629,29 +629,36 @@ def _summary(
     ]
 
 
-# Which (type, status) transitions are worth a Warning Event; other transitions post a Normal one.
-_WARNING_STATES = {
-    (names.ENVIRONMENT_SAFE, "False"),
-    (names.DATABASE_READY, "False"),
-    (names.AVAILABLE, "False"),
-}
+# Step conditions in flow order, then the summary: Events read like the story of the reconcile.
+_EVENT_ORDER = (names.DATABASE_READY, names.MIGRATED, names.AVAILABLE, names.READY)
 
 
 def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[Event]:
-    """One Event per condition whose status or reason changed (so a steady state posts nothing)."""
+    """One Event per condition whose status or reason changed (so a steady state posts nothing).
+
+    Warnings are for trouble: a database that cannot be reached, a failed migration, lost availability.
+    A step that is merely not done yet (first rollout, migration running) is progress, not news.
+    EnvironmentSafe posts its own, richer Event; Reconciling/Stalled/Ready=False echo the step that blocks.
+    """
     before = {x["type"]: (x.get("status"), x.get("reason")) for x in old}
+    by_type = {x["type"]: x for x in new}
     out: list[Event] = []
-    for cond in new:
-        t = cond["type"]
-        if t in (names.RECONCILING, names.STALLED, names.ENVIRONMENT_SAFE):
-            continue  # the summary conditions echo others; EnvironmentSafe posts its own richer Event
-        now = (cond["status"], cond["reason"])
-        if before.get(t) == now:
+    for t in _EVENT_ORDER:
+        cond = by_type.get(t)
+        if cond is None:
             continue
-        if t == names.READY and cond["status"] != "True":
-            continue  # Ready=False repeats the blocking condition's Event
-        warn = (t, cond["status"]) in _WARNING_STATES or cond["reason"] == "MigrationFailed"
-        if not warn and before.get(t) is None and cond["status"] != "True":
-            continue  # first sighting of a pending step is not news
-        out.append(Event("Warning" if warn else "Normal", cond["reason"], f"{t}: {cond['message']}"))
+        now = (cond["status"], cond["reason"])
+        was = before.get(t)
+        if was == now:
+            continue
+        if cond["status"] == "True":
+            out.append(Event("Normal", cond["reason"], f"{t}: {cond['message']}"))
+            continue
+        warn = (
+            (t == names.DATABASE_READY)
+            or (t == names.MIGRATED and cond["reason"] == "MigrationFailed")
+            or (t == names.AVAILABLE and was is not None and was[0] == "True")
+        )
+        if warn:
+            out.append(Event("Warning", cond["reason"], f"{t}: {cond['message']}"))
     return out

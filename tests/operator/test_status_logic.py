@@ -103,7 +103,19 @@ def test_events_only_on_transitions():
     before = step_conds(c.false(names.MIGRATED, "Migrating", "running"))
     after = step_conds(c.false(names.MIGRATED, "MigrationFailed", "boom"), c.true(names.READY, "Ready", ""))
     events = _transition_events(before, after)
-    assert [(e.type, e.reason) for e in events] == [("Normal", "Ready"), ("Warning", "MigrationFailed")] or [
-        (e.type, e.reason) for e in events
-    ] == [("Warning", "MigrationFailed"), ("Normal", "Ready")]
+    assert [(e.type, e.reason) for e in events] == [("Warning", "MigrationFailed"), ("Normal", "Ready")]
     assert _transition_events(after, after) == []
+
+
+def test_first_rollout_is_progress_not_a_warning():
+    first = step_conds(c.false(names.AVAILABLE, "NotDeployed", "no Deployment yet"))
+    assert _transition_events([], first) == []
+    rolling = step_conds(c.false(names.AVAILABLE, "MinimumReplicasUnavailable", "0/2"))
+    assert _transition_events(first, rolling) == []
+    lost = _transition_events(step_conds(c.true(names.AVAILABLE, "MinimumReplicasAvailable", "2/2")), rolling)
+    assert [(e.type, e.reason) for e in lost] == [("Warning", "MinimumReplicasUnavailable")]
+
+
+def test_unreachable_database_warns():
+    down = step_conds(c.false(names.DATABASE_READY, "DatabaseUnavailable", "connection refused"))
+    assert [e.type for e in _transition_events([], down)] == ["Warning"]
