@@ -423,3 +423,71 @@ def test_contract_the_operator_commands_run_the_reference_app(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.usefixtures("operator")
+def test_secret_key_rotation_keeps_the_old_key_and_rolls_the_pods(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["production"])
+    body = flaskapp("keys", ns, server=server)
+    apps.apply(body)
+    apps.wait(ns, "keys", timeout=180)
+    old = secret_data(kube, ns, names.secret_key_secret_name("keys"))[names.SECRET_KEY]
+    checksum_key = names.ANNOTATION_SECRETS_CHECKSUM
+    old_sum = deployment(kube, ns, "keys").spec.template.metadata.annotations[checksum_key]
+
+    body["spec"]["secretKey"] = {"rotation": "2026-11"}
+    apps.apply(body)
+
+    def rotated() -> dict[str, str]:
+        data = secret_data(kube, ns, names.secret_key_secret_name("keys"))
+        if data[names.SECRET_KEY] == old:
+            raise NotYet("SECRET_KEY not rotated yet")
+        return data
+
+    data = wait_for(rotated, timeout=60, what="the rotated SECRET_KEY")
+    assert data[names.SECRET_KEY_FALLBACKS].split(",") == [old]
+    wait_for(
+        lambda: deployment(kube, ns, "keys").spec.template.metadata.annotations[checksum_key] != old_sum,
+        timeout=60,
+        what="the pod template to roll on the new key",
+    )
+    apps.wait(ns, "keys", timeout=120)
+    # The same rotation value again changes nothing.
+    apps.apply(body)
+    assert (
+        secret_data(kube, ns, names.secret_key_secret_name("keys"))[names.SECRET_KEY]
+        == data[names.SECRET_KEY]
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_existing_secret_url_is_used_and_judged(kube: Kube, apps: Apps, ns: str, postgres: Any) -> None:
+    """The user's own DATABASE_URL: the operator provisions nothing, passes the Secret through, and still
+    applies the pairing rules to the database named in the URL."""
+    good_db, bad_db = f"shop_{secrets.token_hex(3)}", f"shop_{secrets.token_hex(3)}_test"
+    for db in (good_db, bad_db):
+        postgres.create_database(db)
+    core = client.CoreV1Api(kube.api)
+    for name, db in (("legacy-db", good_db), ("risky-db", bad_db)):
+        core.create_namespaced_secret(
+            ns,
+            client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={"URL": postgres.url(db)}),
+        )
+    body = flaskapp("legacy", ns, server="unused")
+    body["spec"]["database"] = {"existingSecret": {"name": "legacy-db", "key": "URL"}}
+    apps.apply(body)
+    apps.wait(ns, "legacy", timeout=180)
+    (job,) = jobs(kube, ns, "legacy")
+    env = {e.name: e for e in job.spec.template.spec.containers[0].env}
+    assert env["DATABASE_URL"].value_from.secret_key_ref.name == "legacy-db"
+    assert env["DATABASE_URL"].value_from.secret_key_ref.key == "URL"
+    assert apps.get(ns, "legacy")["status"]["database"]["name"] == good_db
+
+    risky = flaskapp("risky", ns, server="unused")
+    risky["spec"]["database"] = {"existingSecret": {"name": "risky-db", "key": "URL"}}
+    apps.apply(risky)
+    cond = apps.wait_reason(ns, "risky", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    assert "S1" in cond["message"] and bad_db in cond["message"]
+    assert jobs(kube, ns, "risky") == []
