@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
@@ -149,9 +150,11 @@ class Kube:
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist."""
-        import base64
+        return decode_secret(self.get("Secret", namespace, name))
 
-        obj = self.get("Secret", namespace, name)
-        if obj is None:
-            return None
-        return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+def decode_secret(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The decoded `data` of a Secret object, or None for no object."""
+    if obj is None:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}

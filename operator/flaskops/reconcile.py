@@ -7,7 +7,6 @@ a crash, a restart or a duplicate event changes nothing.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from . import conditions as c
 from . import credentials, dburl, manifests, migrations, names, rollout
-from .kube import ApiException, Kube
+from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
 
@@ -354,7 +353,7 @@ class Reconciler:
             return {"SECRET_KEY": manifests.digest(data[app.secret_key_ref.key])}
         name = names.secret_key_secret_name(app.name)
         obj = self.kube.get("Secret", app.namespace, name)
-        existing = _decode(obj)
+        existing = decode_secret(obj)
         rotation = app.secret_key_rotation or ""
         seen_rotation = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(ROTATION, "")
         if existing and names.SECRET_KEY in existing and seen_rotation == rotation:
@@ -561,12 +560,6 @@ class Reconciler:
 
 
 # --- pure helpers ----------------------------------------------------------------------------------------
-
-
-def _decode(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
-    if obj is None:
-        return None
-    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
 
 
 def _fresh(conds: Iterable[Mapping[str, Any]], type_: str, generation: int) -> bool:
