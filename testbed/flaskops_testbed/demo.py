@@ -60,6 +60,17 @@ def _apply(env: dict[str, str], body: dict[str, Any]) -> None:
     _kubectl(env, "apply", "-f", "-", input=yaml.safe_dump(body))
 
 
+def webhook_env() -> dict[str, str]:
+    """Serve the admission webhook on loopback with a self-made CA (the local API server can dial it)."""
+    return {
+        "FLASKOPS_WEBHOOK": "self",
+        "FLASKOPS_WEBHOOK_ADDR": "127.0.0.1",
+        "FLASKOPS_WEBHOOK_HOST": "127.0.0.1",
+        "FLASKOPS_WEBHOOK_PORT": str(_free_port()),
+        "FLASKOPS_WEBHOOK_CERT_DIR": str(state_dir() / "webhook"),
+    }
+
+
 def start_operator(env: dict[str, str]) -> int:
     """The operator as a background process that outlives `make demo`; `make demo-down` stops it."""
     stop_operator()
@@ -173,8 +184,12 @@ def run(cluster_name: str) -> int:
     server["spec"].update(host=pg.host, port=pg.port, sslMode="disable")
     _apply(env, server)
 
-    log("[4/6] the operator (python -m flaskops)")
-    start_operator(env)
+    local = not given
+    log(
+        "[4/6] the operator (python -m flaskops)"
+        + (" with its admission webhook on loopback" if local else "")
+    )
+    start_operator({**env, **webhook_env()} if local else env)
 
     log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE}; waiting for Ready")
     app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
@@ -190,6 +205,8 @@ def run(cluster_name: str) -> int:
     print(_kubectl(env, "get", "deploy,job,svc,secret", "-n", NAMESPACE))
     print(f"$ kubectl describe flaskapp {APP} -n {NAMESPACE}   (conditions and events)")
     print(_kubectl(env, "describe", "flaskapp", APP, "-n", NAMESPACE))
+    if local:
+        _show_refusal(env)
     print("Next:")
     print(f"  export KUBECONFIG={kubeconfig} PATH={paths.bin_dir()}:$PATH")
     print(f"  kubectl get flaskapps -n {NAMESPACE} -w          # watch it")
@@ -197,6 +214,40 @@ def run(cluster_name: str) -> int:
     print(f"  tail -f {state_dir() / 'operator.log'}     # the operator's JSON logs")
     print("  make demo-down                                  # stop operator, cluster and PostgreSQL")
     return 0
+
+
+def _show_refusal(env: dict[str, str]) -> None:
+    """What a user meets when they get the pairing wrong: `kubectl apply` refuses, naming the rule."""
+    unsafe = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
+    unsafe["metadata"].update(name="guestbook-oops", namespace=NAMESPACE)
+    unsafe["spec"]["database"]["name"] = "guestbook_test"
+    deadline = time.monotonic() + 60
+    while True:
+        hooks = _kubectl(
+            env, "get", "validatingwebhookconfiguration", "flaskops.dev", "-o", "json", check=False
+        )
+        if hooks and json.loads(hooks).get("webhooks"):
+            break
+        if time.monotonic() > deadline:
+            log("the webhook configuration did not appear; skipping the refusal example")
+            return
+        time.sleep(0.5)
+    print("$ kubectl apply -f unsafe.yaml   # the example, pointed at database guestbook_test in production")
+    while True:
+        result = subprocess.run(
+            [str(paths.tool("kubectl")), "apply", "--dry-run=server", "-f", "-"],
+            env=env,
+            input=yaml.safe_dump(unsafe),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # The configuration exists a moment before the API server's webhook cache has it.
+        if result.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print((result.stderr or result.stdout).strip())
+    print()
 
 
 def down(cluster_name: str) -> None:
