@@ -7,6 +7,7 @@ import base64
 import json
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -358,7 +359,7 @@ def container_env(kube: Kube, namespace: str, container: Any) -> dict[str, str]:
 
 @pytest.mark.usefixtures("operator")
 def test_contract_the_operator_commands_run_the_reference_app(
-    kube: Kube, apps: Apps, ns: str, make_server: Any, postgres: Any
+    kube: Kube, apps: Apps, ns: str, make_server: Any, postgres: Any, tmp_path: Path
 ) -> None:
     """KWOK runs no containers, so run the Job's and the Deployment's exact command lines here, with the
     environment resolved from the operator's Secrets, against the database it provisioned."""
@@ -396,20 +397,23 @@ def test_contract_the_operator_commands_run_the_reference_app(
     with psycopg.connect(data["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
 
-    proc = subprocess.Popen(
-        web.command,
-        env={**base_env, **container_env(kube, ns, web)},
-        cwd=app_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    # Gunicorn's JSON logs go to a file: a pipe nobody reads would fill up and stall the workers.
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            web.command,
+            env={**base_env, **container_env(kube, ns, web)},
+            cwd=app_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         path = web.readiness_probe.http_get.path
         url = f"http://127.0.0.1:{port}{path}"
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "gunicorn exited")
+                raise RuntimeError(log_path.read_text(errors="replace"))
             return requests.get(url, timeout=2).status_code == 200
 
         wait_for(ready, timeout=60, what=f"gunicorn answering {path}")
