@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -64,27 +63,8 @@ def fullname(release: str) -> str:
 
 
 def sa_kubeconfig(kube: Any, namespace: str, service_account: str, path: Path) -> Path:
-    """A kubeconfig for the cluster of `kube` that authenticates with a token of the ServiceAccount."""
-    token = kube.kubectl("create", "token", service_account, "-n", namespace, "--duration=24h").stdout.strip()
-    admin = json.loads(kube.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    cluster = admin["clusters"][0]["cluster"]
-    if "certificate-authority" in cluster:
-        # Inline the CA so the file is self-contained.
-        import base64
-
-        ca = Path(cluster.pop("certificate-authority")).read_bytes()
-        cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    """A kubeconfig that authenticates with a token of the ServiceAccount (valid for the whole session)."""
+    return Path(kube.service_account_kubeconfig(namespace, service_account, path, expiration_seconds=86400))
 
 
 def install_operator_rbac(kube: Any, kubeconfig_path: Path) -> Path:

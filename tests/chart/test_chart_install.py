@@ -48,7 +48,12 @@ def helm_values(release: str) -> list[str]:
 def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) -> None:
     name, ns = release
     full = fullname(name)
-    kube.helm_run("install", name, str(CHART), "-n", ns, *helm_values(name), "--wait", "--timeout=180s")
+    # On a cluster with real kubelets the operator image must be pullable; unless it is simulated (KWOK),
+    # install everything but run no pod.
+    pods = [] if kube.simulated else ["--set", "operator.replicas=0", "--set", "tests.enabled=false"]
+    kube.helm_run(
+        "install", name, str(CHART), "-n", ns, *helm_values(name), *pods, "--wait", "--timeout=180s"
+    )
 
     # Every object is there, as the real API server accepted it.
     manifest = kube.helm_run("get", "manifest", name, "-n", ns).stdout
@@ -65,12 +70,14 @@ def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) ->
         "NetworkPolicy",
     } <= kinds
     dep: Any = client.AppsV1Api(kube.api).read_namespaced_deployment(full, ns)
-    assert dep.status.available_replicas == 1  # admitted by Pod Security "restricted", scheduled, ready
+    if kube.simulated:
+        assert dep.status.available_replicas == 1  # admitted by Pod Security "restricted", scheduled, ready
     for crd in (names.FLASKAPP_PLURAL, names.POSTGRESSERVER_PLURAL):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.{names.GROUP}", "--timeout=60s")
 
     # `helm test` runs its Job to completion (simulated here: the Job's pod succeeds without running).
-    kube.helm_run("test", name, "-n", ns, "--timeout=120s")
+    if kube.simulated:
+        kube.helm_run("test", name, "-n", ns, "--timeout=120s")
 
     tls_before = _secret(kube, ns, f"{full}-webhook-tls")
     ca_before = _ca_bundle(kube, full)
@@ -83,6 +90,7 @@ def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) ->
         "-n",
         ns,
         *helm_values(name)[:2],
+        *pods,
         "--set",
         "operator.maxWorkers=3",
         "--wait",
