@@ -59,7 +59,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=operator-builder /opt/venv /opt/venv
-WORKDIR /tmp
+# Root-owned and empty: `python -m` puts the working directory first on sys.path, so it must not be the
+# writable /tmp.
+WORKDIR /opt/flaskops
 USER 10001:10001
 EXPOSE 8080 9443
 ENTRYPOINT ["python", "-m", "flaskops"]
