@@ -32,6 +32,7 @@ class _State:
         self._kube: Kube | None = None
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timers: dict[tuple[str, str], threading.Timer] = {}
+        self._gates: dict[str, threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
 
     @property
@@ -44,6 +45,11 @@ class _State:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
+    def gate(self, server: str) -> threading.BoundedSemaphore:
+        """At most FLASKOPS_PROVISION_CONCURRENCY provisioning sessions per PostgresServer at once."""
+        with self._guard:
+            return self._gates.setdefault(server, threading.BoundedSemaphore(CONFIG.provision_concurrency))
+
     def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
         with self._guard:
             if key in self._timers and self._timers[key].is_alive():
@@ -55,6 +61,8 @@ class _State:
 
 
 STATE = _State()
+# How soon a failed reconcile runs again, on every path (kopf's handler retry, the child-event timer).
+RETRY_SECONDS = 10.0
 
 
 @kopf.on.startup()
@@ -71,6 +79,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
     settings.execution.max_workers = CONFIG.max_workers
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # A handler that raised (e.g. the API server went away mid-reconcile) is retried by kopf after 60 s by
+    # default; an app created just before an outage then waits a minute after it. Retry as soon as the
+    # operator's own retries do.
+    settings.execution.default_backoff = RETRY_SECONDS
     if CONFIG.webhook_mode != "none":
         from . import admission
 
@@ -127,6 +139,7 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
             kube,
             others=lambda app: inventory.other_apps(namespace, name, entries, servers),
             connect_timeout=CONFIG.connect_timeout,
+            gate=STATE.gate,
         )
         result = reconciler.reconcile(body)
         if result.status != (body.get("status") or {}):
@@ -142,7 +155,7 @@ def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
     except Exception:
         log.exception("reconcile failed", extra={"namespace": namespace, "flaskapp": name})
         result = None
-        delay: float | None = 10.0
+        delay: float | None = RETRY_SECONDS
     else:
         delay = result.retry_after if result else None
     if delay:

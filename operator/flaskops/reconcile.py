@@ -7,9 +7,11 @@ a crash, a restart or a duplicate event changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,8 @@ MAX_FALLBACKS = 2
 # Annotation on a FlaskApp being deleted: "true" releases it without dropping the database.
 SKIP_DROP = f"{names.ANNOTATION_PREFIX}/skip-database-drop"
 RETRY_DATABASE_SECONDS = 10.0
+# HTTP statuses of a child the API server refuses as invalid (422 Invalid; 400 when it cannot decode it).
+INVALID = (400, 422)
 # A Delete-policy app whose server stays unreachable this long after deletion is released anyway
 # (with a Warning naming the database to drop by hand): a finalizer must never hold an object forever.
 DROP_DEADLINE_SECONDS = 600
@@ -97,11 +101,15 @@ class Reconciler:
         others: Callable[[FlaskAppSpec], Iterable[OtherApp]] = lambda app: (),
         now: Callable[[], str] = c.now_iso,
         connect_timeout: int = 5,
+        gate: Callable[[str], AbstractContextManager[Any]] = lambda server: nullcontext(),
     ) -> None:
         self.kube = kube
         self.others = others
         self.now = now
         self.connect_timeout = connect_timeout
+        # Bounds concurrent provisioning per PostgresServer: CREATE DATABASE serialises on the server
+        # anyway, and a burst of new apps should not open a connection each.
+        self.gate = gate
 
     # --- the flow -----------------------------------------------------------------------------------------
 
@@ -139,6 +147,10 @@ class Reconciler:
             events.extend(halt.events)
             stalled = halt.stalled
             retry_after = halt.retry_after
+            if not any(cond.type == names.AVAILABLE for cond in halt.conds):
+                # Whatever serves keeps serving untouched; Available still tells the truth about it.
+                current = rollout.view(self.kube.get("Deployment", app.namespace, app.name))
+                updates.append(self._availability(app, status, current))
 
         conds = c.merge(old.get("conditions") or [], updates, app.generation, self.now())
         summary_conds = _summary(
@@ -311,9 +323,10 @@ class Reconciler:
         password: str,
     ) -> credentials.ProvisionResult:
         try:
-            result = credentials.ensure_database(
-                admin, ident.dbname, ident.user, password, app.environment, set_password=True
-            )
+            with self.gate(server.name):
+                result = credentials.ensure_database(
+                    admin, ident.dbname, ident.user, password, app.environment, set_password=True
+                )
         except credentials.DatabaseUnavailable as exc:
             raise Halt(
                 c.false(
@@ -426,6 +439,8 @@ class Reconciler:
             try:
                 mine = self.kube.create(job_body)
             except ApiException as exc:
+                if exc.status in INVALID:
+                    raise _rejected(exc, names.MIGRATED, f"Job '{job_name}'") from None
                 if exc.status != 409:
                     raise
                 mine = self.kube.get("Job", app.namespace, job_name) or job_body
@@ -479,7 +494,13 @@ class Reconciler:
             return self._availability(app, status, rollout.view(current)), False
         checksum = manifests.secrets_checksum(*secret_data)
         desired = manifests.deployment(app, app.image, checksum)
-        if self._apply_if_changed(desired, current):
+        try:
+            changed = self._apply_if_changed(desired, current)
+        except ApiException as exc:
+            if exc.status not in INVALID:
+                raise
+            raise _rejected(exc, names.AVAILABLE, f"Deployment '{app.name}'") from None
+        if changed:
             old_image = rollout.view(current).image
             if old_image != app.image:
                 events.append(
@@ -579,6 +600,19 @@ def _selector(app: FlaskAppSpec, component: str) -> str:
     return f"{names.LABEL_APP}={app.name},{names.LABEL_COMPONENT}={component}"
 
 
+def _rejected(exc: ApiException, type_: str, what: str) -> Halt:
+    """The API server refused a child built from the spec: the schema passes `resources`, `env` and labels
+    through as they are, and the same spec can never succeed, so stall with the server's reason."""
+    try:
+        detail = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        detail = str(exc.reason)
+    return Halt(
+        c.false(type_, "InvalidSpec", f"the API server refused {what}: {detail}; fix the FlaskApp's spec"),
+        stalled=True,
+    )
+
+
 def _unsafe(violations: list[Violation]) -> Halt:
     message = summary(violations)
     return Halt(
@@ -650,6 +684,7 @@ def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[s
         warn = (
             (t == names.DATABASE_READY)
             or (t == names.MIGRATED and cond["reason"] == "MigrationFailed")
+            or cond["reason"] == "InvalidSpec"
             or (t == names.AVAILABLE and was is not None and was[0] == "True")
         )
         if warn:
