@@ -26,9 +26,10 @@ class Settings:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from FLASKOPS_* variables; a value the operator could not run with fails here, by name."""
     e = os.environ if env is None else env
     d = Settings()
-    return Settings(
+    cfg = Settings(
         webhook_mode=e.get("FLASKOPS_WEBHOOK", d.webhook_mode),
         webhook_addr=e.get("FLASKOPS_WEBHOOK_ADDR", d.webhook_addr),
         webhook_port=int(e.get("FLASKOPS_WEBHOOK_PORT", d.webhook_port)),
@@ -40,3 +41,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
     )
+    if cfg.webhook_mode not in ("none", "self", "certs"):
+        raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")
+    if cfg.webhook_failure_policy not in ("Fail", "Ignore"):
+        raise ValueError(
+            f"FLASKOPS_WEBHOOK_FAILURE_POLICY must be Fail or Ignore, not {cfg.webhook_failure_policy!r}"
+        )
+    # kopf names each webhook "<handler id>.<configuration name>": the API server wants 3+ DNS labels.
+    if cfg.webhook_mode == "self" and "." not in cfg.webhook_config_name:
+        raise ValueError(
+            f"FLASKOPS_WEBHOOK_CONFIG_NAME must be a domain with a dot (e.g. flaskops.dev), "
+            f"not {cfg.webhook_config_name!r}"
+        )
+    if cfg.provision_concurrency < 1 or cfg.max_workers < 1:
+        raise ValueError("FLASKOPS_PROVISION_CONCURRENCY and FLASKOPS_MAX_WORKERS must be at least 1")
+    return cfg

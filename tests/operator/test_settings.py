@@ -1,0 +1,33 @@
+"""Operator settings from FLASKOPS_* variables: defaults, and values it could not run with refused by name."""
+
+import pytest
+
+from flaskops.settings import Settings, from_env
+
+
+def test_defaults_without_environment():
+    assert from_env({}) == Settings()
+
+
+def test_values_are_read():
+    cfg = from_env(
+        {"FLASKOPS_WEBHOOK": "certs", "FLASKOPS_WEBHOOK_PORT": "8443", "FLASKOPS_MAX_WORKERS": "3"}
+    )
+    assert (cfg.webhook_mode, cfg.webhook_port, cfg.max_workers) == ("certs", 8443, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FLASKOPS_WEBHOOK": "yes"}, "FLASKOPS_WEBHOOK"),
+        ({"FLASKOPS_WEBHOOK_FAILURE_POLICY": "fail"}, "FLASKOPS_WEBHOOK_FAILURE_POLICY"),
+        (
+            {"FLASKOPS_WEBHOOK": "self", "FLASKOPS_WEBHOOK_CONFIG_NAME": "flaskops"},
+            "FLASKOPS_WEBHOOK_CONFIG_NAME",
+        ),
+        ({"FLASKOPS_PROVISION_CONCURRENCY": "0"}, "FLASKOPS_PROVISION_CONCURRENCY"),
+    ],
+)
+def test_unusable_values_are_refused_by_name(env, named):
+    with pytest.raises(ValueError, match=named):
+        from_env(env)
