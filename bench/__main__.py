@@ -1,0 +1,96 @@
+"""`python -m bench [--sizes 10,100,500] [--skip-http] [--skip-scale] [--report-only]`.
+
+Starts its own PostgreSQL (in a temporary directory) and its own cluster named "bench", writes
+bench/out/results.json, then regenerates bench/RESULTS.md and bench/scale.png from it. Stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import app_http, operator_scale, report
+from bench.common import OUT_DIR, log, machine, versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--sizes", default="10,100,500", help="FlaskApp counts, comma-separated")
+    parser.add_argument("--helm-concurrency", type=int, default=8, help="helm processes at once")
+    parser.add_argument("--skip-http", action="store_true", help="no app_http benchmark")
+    parser.add_argument("--skip-scale", action="store_true", help="no operator/Helm benchmark")
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy on the largest size")
+    parser.add_argument(
+        "--operator-only", action="store_true", help="only the operator's phases (before/after a change)"
+    )
+    parser.add_argument("--cluster-name", default="bench", help="the testbed cluster's name")
+    parser.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md from out/")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results.json")
+    args = parser.parse_args(argv)
+    if args.report_only:
+        report.write(json.loads(args.out.read_text()))
+        return 0
+
+    from flaskops_testbed.postgres import LocalPostgres
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fbench-", dir="/tmp"))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": versions(),
+        "sizes": sizes,
+    }
+    if (args.skip_http or args.skip_scale) and args.out.exists():
+        # A partial run keeps the other part's numbers from the last full run.
+        previous = json.loads(args.out.read_text())
+        for key in ("http", "scale", "profile"):
+            if key in previous:
+                results[key] = previous[key]
+    started = time.monotonic()
+    pg = LocalPostgres(work / "pg")
+    try:
+        pg.start()
+        pg.execute("ALTER SYSTEM SET max_connections = 200")
+        pg.restart()
+        if not args.skip_http:
+            results["http"] = app_http.run(pg, work)
+        if not args.skip_scale:
+            scale = operator_scale.run(
+                pg,
+                work,
+                sizes,
+                profile=not args.no_profile,
+                helm_concurrency=args.helm_concurrency,
+                operator_only=args.operator_only,
+                cluster_name=args.cluster_name,
+            )
+            results["scale"] = scale
+            profiled = [s["operator"]["profile"] for s in scale["sizes"] if s["operator"]["profile"]]
+            prof = profiled[-1] if profiled else None
+            if prof:
+                from bench import profile
+
+                results["profile"] = profile.summarize(Path(prof))
+                shutil.copy(prof, OUT_DIR / "profile-raw.txt")
+    finally:
+        pg.destroy()
+    results["wall_s"] = time.monotonic() - started
+    results["loadavg_at_end"] = list(__import__("os").getloadavg())
+    args.out.write_text(json.dumps(results, indent=1, default=str))
+    log(f"results in {args.out}")
+    if not args.operator_only:  # a before/after run of the operator alone leaves RESULTS.md alone
+        report.write(results)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

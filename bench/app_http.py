@@ -1,0 +1,170 @@
+"""The reference app under Gunicorn against a bare WSGI app with the same SQL, driver and Gunicorn settings.
+
+Both run from the guestbook's own gunicorn.conf.py (JSON access log included) with the same flags, one
+after the other in the same run; `wrk` drives each from a second process on loopback for a fixed time
+with a fixed number of connections. The guestbook runs as production (HTTPS enforced behind one trusted
+proxy, so every request carries `X-Forwarded-Proto: https`), its list cache off so each request reads
+PostgreSQL; a last row shows the default 5 s cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, free_port, log, wait_port
+
+WORKERS = 2
+THREADS = 1
+DURATION = 10  # seconds per wrk run
+CONNECTIONS = 16
+WRK_THREADS = 1  # wrk shares the 2 cores with Gunicorn and PostgreSQL: one thread is enough
+SEED_ROWS = 200
+HEADERS = ["X-Forwarded-Proto: https"]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def seed(pg: Any, dbname: str, env: dict[str, str]) -> None:
+    """A fresh database migrated by the app's own `flask db upgrade`, with SEED_ROWS entries."""
+    pg.drop_database(dbname)
+    pg.create_database(dbname)
+    subprocess.run(
+        [_bin("flask"), "db", "upgrade"], cwd=ROOT / "app", env=env, check=True, capture_output=True
+    )
+    with pg.connect(dbname) as conn:
+        conn.execute(
+            "INSERT INTO entries (author, message) SELECT 'author ' || g, repeat('message ', 10) || g "
+            "FROM generate_series(1, %s) AS g",
+            (SEED_ROWS,),
+        )
+
+
+def gunicorn(target: str, env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        _bin("gunicorn"),
+        "--config",
+        str(ROOT / "app" / "gunicorn.conf.py"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(WORKERS),
+        "--threads",
+        str(THREADS),
+        target,
+    ]
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT / "app", env=env, stdout=out, stderr=subprocess.STDOUT)
+    wait_port(port)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.M)}
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "raw": output,
+        "rps": rps,
+        "p50_ms": pct.get("50", 0.0),
+        "p99_ms": pct.get("99", 0.0),
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+def wrk(port: int, path: str) -> dict[str, Any]:
+    argv = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency"]
+    for h in HEADERS:
+        argv += ["-H", h]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    # Warm up each worker (imports, first connection) outside the measured window.
+    subprocess.run([*argv[:1], "-t1", "-c2", "-d2s", argv[-1]], capture_output=True, check=False)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def run(pg: Any, work: Path) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: `apt-get install -y wrk` (make bench installs it)")
+    dbname = "guestbook_bench"
+    url = pg.url(dbname)
+    base = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": f"{ROOT / 'app'}:{ROOT}",
+        "APP_ENV": "production",
+        "DATABASE_URL": url,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "PROXY_COUNT": "1",
+        "GUNICORN_LOGLEVEL": "warning",
+    }
+    log(f"app_http: seeding {dbname} ({SEED_ROWS} rows) with `flask db upgrade`")
+    seed(pg, dbname, base)
+    cases = [
+        ("guestbook", "wsgi:app", {"ENTRIES_CACHE_SECONDS": "0"}),
+        ("bare", "bench.bare_wsgi:app", {}),
+        ("guestbook (5 s list cache)", "wsgi:app", {"ENTRIES_CACHE_SECONDS": "5"}),
+    ]
+    rows: list[dict[str, Any]] = []
+    for label, target, extra in cases:
+        port = free_port()
+        proc = gunicorn(target, {**base, **extra}, port, work / "gunicorn.log")
+        try:
+            paths = ["/api/entries"] if "cache" in label else ["/api/entries", "/livez"]
+            for path in paths:
+                log(f"app_http: wrk {DURATION}s x {CONNECTIONS} connections -> {label} {path}")
+                result = wrk(port, path)
+                rows.append({"app": label, "path": path, **result})
+                log(f"app_http:   {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms")
+        finally:
+            stop(proc)
+    ratios = {}
+    for path in ("/api/entries", "/livez"):
+        g = next(r for r in rows if r["app"] == "guestbook" and r["path"] == path)
+        b = next(r for r in rows if r["app"] == "bare" and r["path"] == path)
+        ratios[path] = {"rps": g["rps"] / b["rps"], "p99": g["p99_ms"] / b["p99_ms"] if b["p99_ms"] else 0.0}
+    return {
+        "settings": {
+            "workers": WORKERS,
+            "threads": THREADS,
+            "duration_s": DURATION,
+            "connections": CONNECTIONS,
+            "wrk_threads": WRK_THREADS,
+            "seed_rows": SEED_ROWS,
+        },
+        "rows": rows,
+        "ratios": ratios,
+    }
