@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flaskops import credentials, dburl, inventory, manifests, names, safety, spec, webhook
@@ -40,6 +40,12 @@ def other_app(namespace: str, name: str, s: dict[str, Any]) -> dict[str, Any]:
     return inventory.app_entry(namespace, name, s, {}, "2026-01-01T00:00:00Z")
 
 
+# Generating whole specs is slower than Hypothesis expects on a loaded 2-core CI machine; the code under test
+# is pure and fast, so neither the deadline nor the generation-speed health check says anything about it.
+SLOW_DATA = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SLOW_DATA
 @given(name=dns_label, namespace=dns_label, s=specs, neighbours=st.lists(specs, max_size=3))
 def test_planning_never_raises_and_refusals_name_a_rule(
     name: str, namespace: str, s: dict[str, Any], neighbours: list[dict[str, Any]]
@@ -106,6 +112,7 @@ def test_words_containing_a_token_are_not_that_token(word: str) -> None:
         assert safety.check_pairing(environment, identity, rules=("S1", "S2", "S3")) == []
 
 
+@SLOW_DATA
 @given(s=specs, server_envs=st.sets(st.sampled_from(names.ENVIRONMENTS), min_size=1))
 def test_server_environments_rule(s: dict[str, Any], server_envs: set[str]) -> None:
     identity = dburl.DatabaseIdentity("pg.internal", 5432, "shop", "shop")
