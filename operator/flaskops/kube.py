@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,23 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     names.FLASKAPP_KIND: (f"apis/{names.API_VERSION}", names.FLASKAPP_PLURAL, True),
     names.POSTGRESSERVER_KIND: (f"apis/{names.API_VERSION}", names.POSTGRESSERVER_PLURAL, False),
 }
+
+
+# Written escaped, as JSON allows: what YAML forbids raw in a stream above U+001F (JSON escapes everything
+# below), i.e. DEL, the C1 controls and U+FFFE/U+FFFF, and what the API server's YAML 1.1 parser reads as a
+# line break inside a string (NEL, U+2028, U+2029).
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
+def apply_payload(body: Mapping[str, Any]) -> bytes:
+    """A server-side apply body: JSON (which is YAML 1.2), with characters beyond U+FFFF written as UTF-8.
+
+    The client's own json.dumps escapes them as UTF-16 surrogate pairs, which the API server's YAML parser
+    refuses ("invalid Unicode character escape code"): one emoji in an env value or annotation would block
+    every rollout of the app.
+    """
+    text = json.dumps(body, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -119,7 +137,7 @@ class Kube:
         return self.request(
             "PATCH",
             self._path(body["kind"], meta.get("namespace"), meta["name"]),
-            body=dict(body),
+            body=apply_payload(body),
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml",
         )

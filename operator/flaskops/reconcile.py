@@ -439,7 +439,7 @@ class Reconciler:
             try:
                 mine = self.kube.create(job_body)
             except ApiException as exc:
-                if exc.status in INVALID:
+                if _invalid(exc):
                     raise _rejected(exc, names.MIGRATED, f"Job '{job_name}'") from None
                 if exc.status != 409:
                     raise
@@ -497,7 +497,7 @@ class Reconciler:
         try:
             changed = self._apply_if_changed(desired, current)
         except ApiException as exc:
-            if exc.status not in INVALID:
+            if not _invalid(exc):
                 raise
             raise _rejected(exc, names.AVAILABLE, f"Deployment '{app.name}'") from None
         if changed:
@@ -598,6 +598,15 @@ def _age_seconds(since: str | None, now: str) -> float:
 
 def _selector(app: FlaskAppSpec, component: str) -> str:
     return f"{names.LABEL_APP}={app.name},{names.LABEL_COMPONENT}={component}"
+
+
+def _invalid(exc: ApiException) -> bool:
+    """Whether the API server refused a child as invalid (the same request can never succeed)."""
+    if exc.status in INVALID:
+        return True
+    # A server-side apply whose content cannot even be converted to the typed object (e.g. a resource quantity
+    # "lots") comes back as a 500 carrying the conversion error, every time.
+    return exc.status == 500 and "unable to convert unstructured object" in str(exc.body or "")
 
 
 def _rejected(exc: ApiException, type_: str, what: str) -> Halt:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -111,16 +112,10 @@ def assert_converged(
     assert dep.status.updated_replicas == dep.status.ready_replicas == spec["replicas"]
     db = secret_data(kube, namespace, names.db_secret_name(name))
     assert set(db) == set(names.DB_SECRET_KEYS)
-    assert db["PGPASSWORD"] == db["password"] and db["password"] in dburl_password(db["DATABASE_URL"])
+    assert db["PGPASSWORD"] == db["password"] == unquote(urlsplit(db["DATABASE_URL"]).password or "")
     assert (db["PGDATABASE"], db["PGUSER"]) == (status["database"]["name"], status["database"]["user"])
     assert names.SECRET_KEY in secret_data(kube, namespace, names.secret_key_secret_name(name))
     return app
-
-
-def dburl_password(url: str) -> str:
-    from urllib.parse import unquote, urlsplit
-
-    return unquote(urlsplit(url).password or "")
 
 
 def logs_in(url: str) -> bool:
@@ -601,6 +596,13 @@ def test_generated_specs_are_refused_by_field_or_reconciled(
             {"resources": {"limits": {"cpu": BAD_CPU}}},
             {"podLabels": {BAD_LABEL_KEY: "x"}},
             {"migrations": {"podLabels": FAIL_LABEL}},
+            # No Job: the Deployment's server-side apply meets the bad quantity (a 500 from the API server).
+            {"resources": {"limits": {"cpu": BAD_CPU}}, "migrations": {"enabled": False}},
+            # Legal values that once broke the server-side apply body: an emoji, C1 controls, NEL.
+            {
+                "env": [{"name": "GREETING", "value": "hi \U0001f680 \x92\x85"}],
+                "podAnnotations": {"example.com/note": "\u2028\U0001e5b9\x1e"},
+            },
         ),
         start=90,
     ):

@@ -17,8 +17,8 @@ REFUSAL = 'Deployment.apps "shop" is invalid: spec.template.spec.containers[0].r
 class RefusingKube(Kube):
     """Objects in a dict; creating or applying `refuse` answers 422 like a real API server."""
 
-    def __init__(self, refuse: str) -> None:
-        self.refuse = refuse
+    def __init__(self, refuse: str, status: int = 422, message: str = REFUSAL) -> None:
+        self.refuse, self.status, self.message = refuse, status, message
         url = base64.b64encode(b"postgresql://shop:pw@pg.internal:5432/shop").decode()
         self.objects = {("Secret", "n", "legacy-db"): {"kind": "Secret", "data": {"DATABASE_URL": url}}}
 
@@ -36,8 +36,8 @@ class RefusingKube(Kube):
 
     def apply(self, body):
         if body["kind"] == self.refuse:
-            exc = ApiException(status=422, reason="Unprocessable Entity")
-            exc.body = json.dumps({"kind": "Status", "message": REFUSAL, "reason": "Invalid", "code": 422})
+            exc = ApiException(status=self.status, reason="Refused")
+            exc.body = json.dumps({"kind": "Status", "message": self.message, "code": self.status})
             raise exc
         meta = body["metadata"]
         self.objects[(body["kind"], meta["namespace"], meta["name"])] = body
@@ -72,3 +72,25 @@ def test_refused_child_stalls_with_the_servers_reason(refuse, step, enabled):
     assert conds[names.READY]["reason"] == "InvalidSpec"
     assert result.retry_after is None  # the same spec can never succeed: wait for the user's fix
     assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in result.events)
+
+
+CONVERSION = (
+    "failed to convert new object (n/shop; apps/v1, Kind=Deployment) to proper version: unable to convert "
+    "unstructured object to apps/v1, Kind=Deployment: quantities must match the regular expression"
+)
+
+
+def test_server_side_apply_conversion_error_is_a_refusal_too():
+    # The API server answers a server-side apply it cannot convert to the typed object with a 500, every time.
+    result = Reconciler(RefusingKube("Deployment", 500, CONVERSION)).reconcile(app(False))
+    conds = {c["type"]: c for c in result.status["conditions"]}
+    assert (
+        conds[names.AVAILABLE]["reason"] == "InvalidSpec"
+        and "quantities" in conds[names.AVAILABLE]["message"]
+    )
+    assert conds[names.STALLED]["status"] == "True"
+
+
+def test_other_server_errors_are_retried():
+    with pytest.raises(ApiException):
+        Reconciler(RefusingKube("Deployment", 500, "etcdserver: request timed out")).reconcile(app(False))
