@@ -52,7 +52,9 @@ class _State:
 
     def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
         with self._guard:
-            if key in self._timers and self._timers[key].is_alive():
+            pending = self._timers.get(key)
+            # A retry that fails again re-arms from inside its own timer thread, which is still alive.
+            if pending is not None and pending.is_alive() and pending is not threading.current_thread():
                 return
             timer = threading.Timer(delay, fn)
             timer.daemon = True
