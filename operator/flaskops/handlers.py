@@ -69,6 +69,9 @@ RETRY_SECONDS = 10.0
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf leaves other loggers at the root's WARNING; the operator's own writes are worth INFO lines
+    # (the "flaskops" logger is the parent of every module's logger).
+    log.setLevel(logging.INFO)
     # Our own names for kopf's bookkeeping, so several kopf operators never fight over one annotation.
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP, v1=False)
@@ -144,10 +147,27 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
             gate=STATE.gate,
         )
         result = reconciler.reconcile(body)
-        if result.status != (body.get("status") or {}):
+        old = body.get("status") or {}
+        if result.status != old:
             kube.merge_patch(names.FLASKAPP_KIND, namespace, name, {"status": result.status}, sub="status")
+            log.info(
+                "status written",
+                extra={
+                    "namespace": namespace,
+                    "flaskapp": name,
+                    "generation": result.status.get("observedGeneration"),
+                    "changed": _changed_conditions(old.get("conditions") or [], result.status["conditions"]),
+                },
+            )
         _post(body, result.events)
         return result
+
+
+def _changed_conditions(old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> dict[str, str]:
+    """type -> "status/reason" for each condition that differs (a compact, secret-free log field)."""
+    before = {c["type"]: f"{c.get('status')}/{c.get('reason')}" for c in old}
+    now = {c["type"]: f"{c['status']}/{c['reason']}" for c in new}
+    return {t: v for t, v in now.items() if before.get(t) != v}
 
 
 def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:

@@ -534,6 +534,16 @@ class Reconciler:
             return False
         desired["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
         self.kube.apply(desired)
+        meta = desired["metadata"]
+        log.info(
+            "applied",
+            extra={
+                "kind": desired["kind"],
+                "namespace": meta["namespace"],
+                "child": meta["name"],
+                "was": have,
+            },
+        )
         return True
 
     # --- 6. delete ----------------------------------------------------------------------------------------
