@@ -20,6 +20,7 @@ API requests come from the API server's audit log (Metadata level), split by use
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -141,6 +142,15 @@ def setup(cl: Cluster, pg: Any) -> None:
             },
         },
     ]
+    # kwokctl's Service range is a /24: 254 ClusterIPs, fewer than 500 apps (or 2 x 100 Helm releases) need.
+    docs.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "ServiceCIDR",
+            "metadata": {"name": "bench-extra"},
+            "spec": {"cidrs": ["10.112.0.0/16"]},
+        }
+    )
     cl.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
@@ -340,21 +350,27 @@ class Profiler:
 # --- the audit log ---------------------------------------------------------------------------------------
 
 
-def read_audit(path: Path) -> list[tuple[float, str, str, str]]:
+def audit_files(path: Path) -> list[Path]:
+    """The audit log and its rotated parts (kube-apiserver renames it to audit-<time>.log at 100 MB)."""
+    return sorted(path.parent.glob(f"{path.stem}*{path.suffix}"), key=lambda p: p.stat().st_mtime)
+
+
+def read_audit(paths: Iterable[Path]) -> list[tuple[float, str, str, str]]:
     """(time, who, verb, resource) for every audited request."""
     out = []
-    with path.open() as fh:
-        for line in fh:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            ts = datetime.fromisoformat(ev["requestReceivedTimestamp"]).timestamp()
-            ref = ev.get("objectRef") or {}
-            resource = ref.get("resource", ev.get("requestURI", "?").split("?")[0])
-            if ref.get("subresource"):
-                resource += "/" + ref["subresource"]
-            out.append((ts, who(ev.get("userAgent", "")), ev.get("verb", "?"), resource))
+    for path in paths:
+        with path.open() as fh:
+            for line in fh:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                ts = datetime.fromisoformat(ev["requestReceivedTimestamp"]).timestamp()
+                ref = ev.get("objectRef") or {}
+                resource = ref.get("resource", ev.get("requestURI", "?").split("?")[0])
+                if ref.get("subresource"):
+                    resource += "/" + ref["subresource"]
+                out.append((ts, who(ev.get("userAgent", "")), ev.get("verb", "?"), resource))
     return out
 
 
@@ -662,7 +678,7 @@ def run_size(
 
 
 def attach_audit(cl: Cluster, results: list[dict[str, Any]]) -> None:
-    events = read_audit(cl.audit_log)
+    events = read_audit(audit_files(cl.audit_log))
     for r in results:
         n = r["n"]
         op = r["operator"]
@@ -704,7 +720,10 @@ def run(
     name = cluster_name
     kwok.stop(name)  # a fresh cluster every run
     log("starting the bench cluster (audit log on)")
-    kc = kwok.start(name, nodes=2, audit_policy=policy)
+    # A KWOK node takes 110 pods, like a kubelet's default; the Helm phase keeps two sets of N apps
+    # (plus surge pods during upgrades), so size the cluster for it or pods stay Pending.
+    nodes = max(2, math.ceil(2.5 * max(sizes) / 110) + 1)
+    kc = kwok.start(name, nodes=nodes, audit_policy=policy)
     try:
         cl = Cluster(kc.kubeconfig, kc.audit_log)
         setup(cl, pg)
@@ -728,7 +747,7 @@ def run(
                 errors.append(f"N = {n}: {exc!r}")
             (work / "partial.json").write_text(json.dumps(results, default=str))
         attach_audit(cl, results)
-        audit_bytes = kc.audit_log.stat().st_size
+        audit_bytes = sum(p.stat().st_size for p in audit_files(kc.audit_log))
     finally:
         kwok.stop(name)
     return {"sizes": results, "audit_log_bytes": audit_bytes, "errors": errors}
