@@ -164,10 +164,14 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
 
 
 def _changed_conditions(old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> dict[str, str]:
-    """type -> "status/reason" for each condition that differs (a compact, secret-free log field)."""
-    before = {c["type"]: f"{c.get('status')}/{c.get('reason')}" for c in old}
-    now = {c["type"]: f"{c['status']}/{c['reason']}" for c in new}
-    return {t: v for t, v in now.items() if before.get(t) != v}
+    """type -> "status/reason" for each condition that changed; Ready also says why (secret-free text)."""
+
+    def show(c: Mapping[str, Any]) -> str:
+        text = f"{c.get('status')}/{c.get('reason')}"
+        return f"{text}: {c.get('message')}" if c.get("type") == names.READY else text
+
+    before = {c["type"]: show(c) for c in old}
+    return {c["type"]: show(c) for c in new if before.get(c["type"]) != show(c)}
 
 
 def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:

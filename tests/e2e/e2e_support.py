@@ -117,7 +117,9 @@ class Apps:
         return self.kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
-        out = self.kube.kubectl("get", "flaskapp", name, "-n", namespace, "-o", "json").stdout
+        out = self.kube.kubectl(
+            "get", "flaskapp", name, "-n", namespace, "-o", "json", "--show-managed-fields"
+        ).stdout
         return json.loads(out)  # type: ignore[no-any-return]
 
     def condition(self, namespace: str, name: str, type_: str) -> dict[str, Any]:
