@@ -61,5 +61,14 @@ def other_apps(
             continue
         loc = location(e, servers)
         if loc is not None:
-            out.append(OtherApp(e["namespace"], e["name"], e["environment"], loc, e.get("created", "")))
+            out.append(
+                OtherApp(
+                    e["namespace"],
+                    e["name"],
+                    e["environment"],
+                    loc,
+                    e.get("created", ""),
+                    provisioned=bool(e.get("server")),
+                )
+            )
     return out

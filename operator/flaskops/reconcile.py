@@ -19,7 +19,7 @@ from typing import Any
 from . import conditions as c
 from . import credentials, dburl, manifests, migrations, names, rollout
 from .kube import ApiException, Kube, decode_secret
-from .safety import OtherApp, Violation, check_pairing, summary
+from .safety import OtherApp, Violation, check_pairing, provisioned_by, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,18 @@ class Reconciler:
             # Provisioned for this generation and the Secret is intact: no need to reach PostgreSQL again
             # (child events re-run reconcile often; a spec change re-provisions, re-checking S6 first).
             return dict(existing)
+        owner = provisioned_by(ident, self.others(app), (app.created, app.namespace, app.name))
+        if owner is not None:
+            raise Halt(
+                c.false(
+                    names.DATABASE_READY,
+                    "DatabaseInUse",
+                    f"database '{ident.dbname}' on {ident.host}:{ident.port} is provisioned for FlaskApp "
+                    f"{owner.namespace}/{owner.name}; choose another spec.database.name, or share it through "
+                    "spec.database.existingSecret",
+                ),
+                stalled=True,
+            )
         admin = self._admin(server)
         # The password is generated once and never regenerated while its Secret exists. It is (re)applied
         # to the role on every provisioning pass, so a role that outlived its Secret (Retain, then the app

@@ -33,6 +33,27 @@ class OtherApp:
     location: tuple[str, int, str]
     # creationTimestamp: the app that was there first keeps the database; S5 refuses the newcomer.
     created: str = ""
+    # Whether the operator provisions its role (database.server) rather than the user (existingSecret).
+    provisioned: bool = False
+
+
+def provisioned_by(
+    identity: DatabaseIdentity, others: Iterable[OtherApp], me: tuple[str, str, str]
+) -> OtherApp | None:
+    """The earlier FlaskApp whose role the operator already provisions on this database, if any.
+
+    One provisioned database has one owner app: a second app would re-apply its own password to the
+    shared role and lock the first one out. Apps that share a database use existingSecret instead.
+    """
+    earlier = sorted(
+        (
+            o
+            for o in others
+            if o.provisioned and o.location == location(identity) and (o.created, o.namespace, o.name) < me
+        ),
+        key=lambda o: (o.created, o.namespace, o.name),
+    )
+    return earlier[0] if earlier else None
 
 
 @dataclass(frozen=True)

@@ -514,3 +514,22 @@ def test_existing_secret_url_is_used_and_judged(kube: Kube, apps: Apps, ns: str,
     cond = apps.wait_reason(ns, "risky", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
     assert "S1" in cond["message"] and bad_db in cond["message"]
     assert jobs(kube, ns, "risky") == []
+
+
+@pytest.mark.usefixtures("operator")
+def test_second_app_cannot_take_over_a_provisioned_database(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    """Two apps on one provisioned database would overwrite each other's password: the newcomer stalls."""
+    server = make_server(["testing"])
+    shared = f"shared_{secrets.token_hex(3)}"
+    apps.apply(flaskapp("web", ns, server=server, environment="testing", dbname=shared))
+    apps.wait(ns, "web", timeout=180)
+    password = secret_data(kube, ns, names.db_secret_name("web"))["password"]
+    apps.apply(flaskapp("worker", ns, server=server, environment="testing", dbname=shared))
+    cond = apps.wait_reason(ns, "worker", names.DATABASE_READY, "DatabaseInUse")
+    assert f"{ns}/web" in cond["message"] and "existingSecret" in cond["message"]
+    assert apps.condition(ns, "worker", names.STALLED)["status"] == "True"
+    assert secret_data(kube, ns, names.db_secret_name("web"))["password"] == password
+    with psycopg.connect(secret_data(kube, ns, names.db_secret_name("web"))["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

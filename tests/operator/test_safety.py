@@ -3,7 +3,7 @@
 import pytest
 
 from flaskops.dburl import DatabaseIdentity
-from flaskops.safety import OtherApp, check_pairing, location, summary, tokens
+from flaskops.safety import OtherApp, check_pairing, location, provisioned_by, summary, tokens
 
 
 def ident(dbname="guestbook", host="pg.internal", user="guestbook", port=5432):
@@ -112,3 +112,14 @@ def test_s5_the_first_user_keeps_the_database():
     assert check_pairing("production", mine, others=[newer], me=me) == []
     # At admission the app does not exist yet: everyone already there counts.
     assert rules(check_pairing("production", mine, others=[newer])) == ["S5"]
+
+
+def test_one_provisioned_database_has_one_owner_app():
+    mine = ident()
+    me = ("2026-03-01T00:00:00Z", "shop", "worker")
+    owner = OtherApp("shop", "web", "production", location(mine), "2026-01-01T00:00:00Z", provisioned=True)
+    byo = OtherApp("shop", "byo", "production", location(mine), "2026-01-01T00:00:00Z", provisioned=False)
+    later = OtherApp("shop", "late", "production", location(mine), "2026-06-01T00:00:00Z", provisioned=True)
+    assert provisioned_by(mine, [byo, later, owner], me) == owner
+    # The user's own URL (existingSecret) claims no role; a later app never takes the database away.
+    assert provisioned_by(mine, [byo, later], me) is None
