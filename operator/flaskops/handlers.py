@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, names, webhook
+from . import inventory, names, safety, webhook
 from . import settings as settings_mod
 from .kube import Kube
 from .reconcile import Event, Reconciler, Result
@@ -142,7 +142,9 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
         entries = _entries(indexes["flaskapp_db"])
         reconciler = Reconciler(
             kube,
-            others=lambda app: inventory.other_apps(namespace, name, entries, servers),
+            others=lambda app, ident: inventory.other_apps(
+                namespace, name, entries, servers, near=safety.location(ident)
+            ),
             connect_timeout=CONFIG.connect_timeout,
             gate=STATE.gate,
         )

@@ -53,14 +53,19 @@ def other_apps(
     name: str,
     entries: Iterable[Mapping[str, Any]],
     servers: Mapping[str, Mapping[str, Any]],
+    near: tuple[str, int, str] | None = None,
 ) -> list[OtherApp]:
-    """Every other FlaskApp whose database location is known."""
+    """Every other FlaskApp whose database location is known (only those at `near`, when given).
+
+    Reconcile passes its own database's location: the rules only compare apps on the same database, and
+    building an OtherApp for every app on every reconcile made an install of N apps O(N^2) (bench/).
+    """
     out = []
     for e in entries:
         if (e["namespace"], e["name"]) == (namespace, name):
             continue
         loc = location(e, servers)
-        if loc is not None:
+        if loc is not None and (near is None or loc == near):
             out.append(
                 OtherApp(
                     e["namespace"],

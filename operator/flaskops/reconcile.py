@@ -98,7 +98,7 @@ class Reconciler:
         self,
         kube: Kube,
         *,
-        others: Callable[[FlaskAppSpec], Iterable[OtherApp]] = lambda app: (),
+        others: Callable[[FlaskAppSpec, dburl.DatabaseIdentity], Iterable[OtherApp]] = lambda app, ident: (),
         now: Callable[[], str] = c.now_iso,
         connect_timeout: int = 5,
         gate: Callable[[str], AbstractContextManager[Any]] = lambda server: nullcontext(),
@@ -218,7 +218,7 @@ class Reconciler:
             target.identity,
             server_name=target.server.name if target.server else None,
             server_environments=target.server.environments if target.server else None,
-            others=self.others(app),
+            others=self.others(app, target.identity),
             stamp=stamp,
             me=(app.created, app.namespace, app.name),
         )
@@ -290,7 +290,7 @@ class Reconciler:
             # Provisioned for this generation and the Secret is intact: no need to reach PostgreSQL again
             # (child events re-run reconcile often; a spec change re-provisions, re-checking S6 first).
             return dict(existing)
-        owner = provisioned_by(ident, self.others(app), (app.created, app.namespace, app.name))
+        owner = provisioned_by(ident, self.others(app, ident), (app.created, app.namespace, app.name))
         if owner is not None:
             raise Halt(
                 c.false(
