@@ -62,8 +62,8 @@ demo: venv testbed
 demo-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-# Not part of `make test`: about an hour on 2 cores for the default sizes 10,100,500 (most of it the 500 Helm
-# installs); BENCH_ARGS="--sizes 10,100" takes ~15 min. Results: bench/RESULTS.md.
+# Not part of `make test`: ~80 min on 2 cores for the default sizes 10,100,500 (most of it the 500 Helm
+# installs); BENCH_ARGS="--sizes 10,100" takes ~18 min. Results: bench/RESULTS.md.
 bench: venv testbed
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	PYTHONPATH=$(CURDIR)/testbed:$(CURDIR)/app:$(CURDIR) $(BIN)/python -m bench $(BENCH_ARGS)

@@ -698,6 +698,8 @@ def attach_audit(cl: Cluster, results: list[dict[str, Any]]) -> None:
         if h is None:
             continue
         for phase in ("install_hook_db", "upgrade", "install_precreated"):
+            if phase not in h:
+                continue
             c = count(events, h[phase]["t0"], h[phase]["t1"], "helm")
             c["per_app"] = {v: round(k / n, 2) for v, k in sorted(c["verbs"].items())}
             h[phase]["api"] = c

@@ -16,11 +16,20 @@ NOTES = BENCH_DIR / "NOTES.md"
 
 
 def _f(x: float, digits: int = 1) -> str:
-    return f"{x:.{digits}f}"
+    return f"{x:.{digits}f}" if x == x else "n/a"
 
 
 def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "n/a"
+    return f"{a / b:.2f}x" if b and b == b else "n/a"
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio == ratio and ratio else "n/a"
+
+
+def _pre(size: dict[str, Any]) -> float:
+    """Helm with databases made beforehand; NaN when that phase did not run."""
+    return float((size["helm"].get("install_precreated") or {}).get("total_s", float("nan")))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -43,7 +52,7 @@ def plot(sizes: list[dict[str, Any]], path: Path = PLOT) -> bool:
     ax1.plot([s["n"] for s in ok], [s["operator"]["create"]["total_s"] for s in ok], "o-", label="operator")
     series = [
         ("helm, hook creates DB", [s["helm"]["install_hook_db"]["total_s"] for s in sizes], "s-"),
-        ("helm, DB beforehand", [s["helm"]["install_precreated"]["total_s"] for s in sizes], "^-"),
+        ("helm, DB beforehand", [_pre(s) for s in sizes], "^-"),
         ("floor: PostgreSQL", [s["pg_floor"]["ensure_database_s"] for s in sizes], "x--"),
         ("floor: API writes", [s["api_floor"]["total_s"] for s in sizes], "+--"),
     ]
@@ -83,9 +92,9 @@ def _scale_section(scale: dict[str, Any]) -> list[str]:
                 f"{_f(op['create']['p50_s'])} / {_f(op['create']['p95_s'])}{mark}",
                 _f(h["install_hook_db"]["total_s"]),
                 f"{_f(h['install_hook_db']['p50_s'])} / {_f(h['install_hook_db']['p95_s'])}",
-                _f(h["install_precreated"]["total_s"]),
+                _f(_pre(s)),
                 f"**{_ratio(op['create']['total_s'], h['install_hook_db']['total_s'])}**{mark}",
-                _ratio(op["create"]["total_s"], h["install_precreated"]["total_s"]) + mark,
+                _ratio(op["create"]["total_s"], _pre(s)) + mark,
                 _f(s["pg_floor"]["ensure_database_s"]),
                 _f(s["pg_floor"]["create_database_s"]),
                 _f(s["api_floor"]["total_s"]),
@@ -261,9 +270,9 @@ def _http_section(http: dict[str, Any]) -> list[str]:
         "",
         *_table(["app", "path", "requests/s", "p50 ms", "p99 ms", "non-2xx"], rows),
         "",
-        f"Ratios guestbook / bare: `/api/entries` throughput **{ratios['/api/entries']['rps']:.2f}x**, "
-        f"p99 {ratios['/api/entries']['p99']:.2f}x; `/livez` throughput **{ratios['/livez']['rps']:.2f}x**, "
-        f"p99 {ratios['/livez']['p99']:.2f}x.",
+        f"Ratios guestbook / bare: `/api/entries` throughput **{_x(ratios['/api/entries']['rps'])}**, "
+        f"p99 {_x(ratios['/api/entries']['p99'])}; `/livez` throughput **{_x(ratios['/livez']['rps'])}**, "
+        f"p99 {_x(ratios['/livez']['p99'])}." + (f" {http['note']}" if http.get("note") else ""),
         "",
     ]
 
@@ -306,9 +315,18 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"- **N = {s['n']} apps, install:** operator {_f(op['create']['total_s'])} s to all Ready vs "
             f"`helm install --wait` with a DB hook Job {_f(h['install_hook_db']['total_s'])} s "
             f"(**{_ratio(op['create']['total_s'], h['install_hook_db']['total_s'])}**) and with databases "
-            f"made beforehand {_f(h['install_precreated']['total_s'])} s "
-            f"({_ratio(op['create']['total_s'], h['install_precreated']['total_s'])}); floors: PostgreSQL "
+            f"made beforehand {_f(_pre(s))} s "
+            f"({_ratio(op['create']['total_s'], _pre(s))}); floors: PostgreSQL "
             f"{_f(s['pg_floor']['ensure_database_s'])} s, API writes {_f(s['api_floor']['total_s'])} s."
+        )
+        api_line = (
+            f"- **API load (N = {s['n']}):** {_f(api['create']['total'] / s['n'])} operator requests per app "
+            f"to install ({_f(api['create']['writes'] / s['n'])} writes) vs "
+            f"{_f(h['install_hook_db']['api']['total'] / s['n'])} for Helm "
+            f"({_f(h['install_hook_db']['api']['writes'] / s['n'])} writes); "
+            f"**{_f(api['steady']['writes_per_minute'], 1)} writes/min** once everything is Ready."
+            if api
+            else ""
         )
         s = scale["sizes"][-1]
         op, h = s["operator"], s["helm"]
@@ -317,20 +335,15 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"`helm upgrade --wait` {_f(h['upgrade']['total_s'])} s "
             f"(**{_ratio(op['upgrade']['total_s'], h['upgrade']['total_s'])}**)."
         )
-        if api:
-            out.append(
-                f"- **API load:** {_f(api['create']['total'] / s['n'])} operator requests per app to install "
-                f"({_f(api['create']['writes'] / s['n'])} writes) vs {_f(h['install_hook_db']['api']['total'] / s['n'])} "
-                f"for Helm ({_f(h['install_hook_db']['api']['writes'] / s['n'])} writes); "
-                f"**{_f(api['steady']['writes_per_minute'], 1)} writes/min** once everything is Ready."
-            )
+        if api_line:
+            out.append(api_line)
         out.append(f"- **Operator peak RSS** at N = {s['n']}: {_f(op['rss_mib']['peak'])} MiB.")
     http = results.get("http")
     if http:
         r = http["ratios"]
         out.append(
             f"- **Reference app vs bare WSGI:** `/api/entries` {r['/api/entries']['rps']:.2f}x the requests/s "
-            f"(p99 {r['/api/entries']['p99']:.2f}x), `/livez` {r['/livez']['rps']:.2f}x."
+            f"(p99 {_x(r['/api/entries']['p99'])}), `/livez` {_x(r['/livez']['rps'])}."
         )
     return out
 
