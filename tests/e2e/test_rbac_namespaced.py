@@ -13,7 +13,7 @@ import pytest
 from e2e_support import Apps, OperatorProcess, flaskapp
 
 from flaskops_testbed.kube_fixtures import Kube
-from tests.chart.chart_support import CHART, E2E_NAMESPACE, fullname, sa_kubeconfig
+from tests.chart.chart_support import CHART, E2E_NAMESPACE, E2E_VALUES, fullname, sa_kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -40,16 +40,9 @@ def namespaced_operator(
         str(CHART),
         "-n",
         E2E_NAMESPACE,
+        *E2E_VALUES,
         "--set",
         f"operator.watchNamespace={ns}",
-        "--set",
-        "crds.create=false",
-        "--set",
-        "webhook.enabled=false",
-        "--set",
-        "operator.replicas=0",
-        "--set",
-        "tests.enabled=false",
         "--set",
         "rbac.aggregateToDefaultRoles=false",
         "--wait",
