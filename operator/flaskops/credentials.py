@@ -432,6 +432,11 @@ def ensure_database(
             system_id = _system_identifier(conn)
             existing_db = _database_facts(conn, dbname)
             role_facts = _role_facts(conn, role)
+            found = None if existing_db is None else parse_stamp(existing_db.comment)
+            # The pairing rules first (as reconcile orders its steps), then ownership: either refuses
+            # before anything is written.
+            if check is not None:
+                check(system_id, found)
             plan = ownership.decide(
                 claim,
                 role_facts,
@@ -441,9 +446,6 @@ def ensure_database(
             )
             if isinstance(plan, ownership.Refusal):
                 raise NotOwned(plan)
-            found = None if existing_db is None else parse_stamp(existing_db.comment)
-            if check is not None:
-                check(system_id, found)
             if existing_db is not None and found is not None and found != owner.environment:
                 return ProvisionResult(False, False, False, False, found, existing_db.owner, system_id)
 
