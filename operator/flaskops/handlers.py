@@ -244,14 +244,29 @@ def child_changed(
     nudge(namespace, labels[names.LABEL_APP], indexes)
 
 
-@kopf.on.update(*NAMESPACES, field="metadata.labels")
-def namespace_relabelled(
-    name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
+@kopf.on.event(*NAMESPACES)
+def namespace_changed(
+    type: str | None,
+    name: str,
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    namespace_labels: Any,
+    **_: Any,
 ) -> None:
     # A label may now admit (or no longer admit) the namespace to a PostgresServer's allowedNamespaces.
+    # An event handler, not on.update: kopf would store its diffbase in an annotation on the namespace,
+    # which the operator may not patch. Only apps on servers that select namespaces are re-judged.
+    if type != "MODIFIED":
+        return
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
+    servers = _servers(postgresserver_spec)
     for entry in _entries(flaskapp_db):
-        if entry["namespace"] == name and entry.get("server"):
+        server = servers.get(entry.get("server") or "")
+        if (
+            entry["namespace"] == name
+            and server
+            and (server.get("allowedNamespaces") or {}).get("from") == "Selector"
+        ):
             nudge(entry["namespace"], entry["name"], indexes)
 
 
