@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from test_tenancy are pytest parameters here)
 """Security review of issue 9 (ownership and tenancy): attacks by a hostile tenant that still work.
 
 Each test asserts the behaviour that MUST hold and FAILS on the code reviewed (commit 09e760c); they are
