@@ -16,10 +16,12 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import requests
 from e2e_support import Apps, flaskapp
 from psycopg import sql
 from test_tenancy import (  # noqa: F401  (fixtures)
@@ -405,3 +407,128 @@ def test_an_app_provisioned_before_the_ownership_records_survives_an_image_bump(
         assert cond.get("reason") == "Provisioned", cond
     finally:
         forget(postgres, dbname)
+
+
+# --- finding 6b: the webhook port answers forged reviews about any namespace, unauthenticated --------------
+
+
+@pytest.mark.xfail(strict=True, reason="finding 6: forged reviews on the webhook port probe other tenants")
+def test_a_forged_review_on_the_webhook_port_learns_nothing_of_another_namespace(
+    make_tenant: Callable[..., Tenant],
+    pg_server: Any,
+    apps: Apps,
+    kube: Kube,
+    postgres: Any,
+    webhook: Any,
+) -> None:
+    """Any pod that reaches the operator's webhook port (no client certificate, no RBAC, no audit log) can
+    ask about any namespace: whether a database name is used there and in which environment, and which
+    namespaces a PostgresServer's selector admits."""
+    team_b = make_tenant({"tier": "gold"})
+    server = pg_server(["development", "testing"])
+    b_db = f"fin_{secrets.token_hex(3)}"
+    try:
+        out = team_b.apply(
+            flaskapp("ledger", team_b.namespace, server=server, environment="development", dbname=b_db)
+        )
+        assert out.returncode == 0, out.stderr
+        apps.wait_reason(team_b.namespace, "ledger", names.DATABASE_READY, "Provisioned", timeout=120)
+        port = int(webhook.extra_env["FLASKOPS_WEBHOOK_PORT"])
+
+        def ask(dbname: str) -> dict[str, Any]:
+            body = flaskapp("probe", team_b.namespace, server=server, environment="testing", dbname=dbname)
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": secrets.token_hex(8),
+                    "operation": "CREATE",
+                    "userInfo": {"username": "system:anonymous"},
+                    "resource": {"group": names.GROUP, "version": "v1alpha1", "resource": "flaskapps"},
+                    "namespace": team_b.namespace,
+                    "name": "probe",
+                    "object": body,
+                },
+            }
+            resp = requests.post(
+                f"https://127.0.0.1:{port}/validate-flaskapp",
+                json=review,
+                verify=str(Path(webhook.extra_env["FLASKOPS_WEBHOOK_CERT_DIR"]) / "ca.crt"),
+                timeout=10,
+            )
+            return dict(resp.json()["response"])
+
+        used, free = ask(b_db), ask(f"free_{secrets.token_hex(3)}")
+        # Must hold: an unauthenticated caller cannot tell a used name from a free one in someone's namespace.
+        assert used.get("allowed") == free.get("allowed"), (used, free)
+    finally:
+        forget(postgres, b_db)
+
+
+# --- held up: a FlaskApp deleted while it is being provisioned leaves nothing (8 tries) ----------------------
+
+
+@pytest.mark.usefixtures("webhook")
+def test_deleting_during_provisioning_leaves_no_database(
+    make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any
+) -> None:
+    tenant = make_tenant()
+    server = pg_server(["development", "testing"])
+    made = [f"race_{i}_{secrets.token_hex(3)}" for i in range(8)]
+    try:
+        for i, dbname in enumerate(made):
+            body = flaskapp(
+                f"r{i}",
+                tenant.namespace,
+                server=server,
+                environment="testing",
+                dbname=dbname,
+                database={"deletionPolicy": "Delete"},
+            )
+            assert tenant.apply(body).returncode == 0
+            time.sleep(0.3 * (i % 4))
+            tenant.kubectl("delete", "flaskapp", f"r{i}", "-n", tenant.namespace, "--wait=false")
+
+        def gone() -> bool:
+            out = tenant.kubectl("get", "flaskapps", "-n", tenant.namespace, "-o", "name")
+            if out.stdout.strip():
+                raise NotYet(out.stdout)
+            return True
+
+        wait_for(gone, timeout=120, what="all FlaskApps deleted")
+        time.sleep(15)
+        with superuser(postgres) as conn:
+            left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (made,)).fetchall()
+            roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (made,)).fetchall()
+        # Must hold: deletionPolicy Delete leaves nothing, however early the app is deleted.
+        assert left == [] and roles == [], (left, roles)
+    finally:
+        _forget_eventually(postgres, *made)
+
+
+# --- held up: a huge spec (600 kB of env) neither hot-loops nor slows another tenant -----------------------
+
+
+@pytest.mark.usefixtures("webhook")
+def test_a_huge_spec_does_not_slow_other_tenants(
+    make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any, webhook: Any
+) -> None:
+    team_a, team_b = make_tenant(), make_tenant()
+    server = pg_server(["development", "testing"])
+    a_db, b_db = f"big_{secrets.token_hex(3)}", f"sml_{secrets.token_hex(3)}"
+    try:
+        body = flaskapp("big", team_a.namespace, server=server, environment="testing", dbname=a_db)
+        body["spec"]["env"] = [{"name": f"V{i}", "value": "x" * 100_000} for i in range(6)]
+        out = team_a.apply(body)
+        started = time.monotonic()
+        out_b = team_b.apply(
+            flaskapp("small", team_b.namespace, server=server, environment="testing", dbname=b_db)
+        )
+        assert out_b.returncode == 0, out_b.stderr
+        apps.wait_reason(team_b.namespace, "small", names.DATABASE_READY, "Provisioned", timeout=60)
+        time.sleep(20)
+        log = webhook.log_text()
+        big_runs = log.count('"flaskapp": "big"')
+        assert big_runs < 40, (out.returncode, out.stderr[:300], big_runs, time.monotonic() - started)
+    finally:
+        forget(postgres, a_db, b_db)
