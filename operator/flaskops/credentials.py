@@ -8,6 +8,7 @@ retry after any failure is always safe.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -257,7 +258,7 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
             conn.execute(sql.SQL("SET lock_timeout = {}").format(admin.lock_timeout_ms))
             if lock is not None:
                 # Serializes flaskops instances working on one database, so check-then-write is atomic.
-                conn.execute("SELECT pg_advisory_lock(%s::bigint)", (_lock_key(lock),))
+                conn.execute("SELECT pg_advisory_lock(%s::bigint)", (_lock_key(lock, admin.password),))
             yield conn
     except errors.InsufficientPrivilege as exc:
         raise AdminPermissionDenied(
@@ -267,10 +268,14 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
             "the cluster admin must grant it",
         ) from None
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"{where}: {_scrub(str(exc).strip(), admin.password)}",
-            f"lost the connection to the database server at {admin.host}:{admin.port}",
-        ) from None
+        # An OperationalError with an SQLSTATE is the server refusing for now (a lock timeout, an object in
+        # use); without one, the connection itself went away.
+        public = (
+            f"the database server is busy [{exc.sqlstate}]; retrying"
+            if exc.sqlstate
+            else f"lost the connection to the database server at {admin.host}:{admin.port}"
+        )
+        raise DatabaseUnavailable(f"{where}: {_scrub(str(exc).strip(), admin.password)}", public) from None
     except psycopg.Error as exc:
         state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
         raise ProvisioningFailed(
@@ -294,8 +299,10 @@ def _connect_cause(message: str) -> str:
     return "no connection"
 
 
-def _lock_key(name: str) -> int:
-    digest = hashlib.sha256(f"flaskops:{name}".encode()).digest()
+def _lock_key(name: str, secret: str) -> int:
+    # Keyed with the admin's password: any login may take advisory locks in the maintenance database, and
+    # a tenant who could compute the key could hold it and stall every provisioning of that name.
+    digest = hmac.digest(secret.encode(), f"flaskops:{name}".encode(), "sha256")
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -350,6 +357,26 @@ def _system_identifier(conn: psycopg.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _logs_in(admin: AdminConnection, role: str, password: str, dbname: str) -> bool:
+    """Whether `password` opens `role` (on its database, else the maintenance one): proof of possession."""
+    for database in (dbname, admin.maintenance_db):
+        try:
+            psycopg.connect(
+                host=admin.host,
+                port=admin.port,
+                user=role,
+                password=password,
+                dbname=database,
+                sslmode=admin.sslmode,
+                connect_timeout=admin.connect_timeout,
+                application_name="flaskops",
+            ).close()
+        except psycopg.Error:
+            continue
+        return True
+    return False
+
+
 def _comment(conn: psycopg.Connection, kind: str, name: str, text: str) -> None:
     conn.execute(
         sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.Identifier(name), sql.Literal(text))
@@ -375,7 +402,11 @@ def _create_role(conn: psycopg.Connection, role: str, password: str) -> bool:
 
 def _create_database(conn: psycopg.Connection, dbname: str, owner: str) -> bool:
     """Create the app's database owned by its role; False if it already exists."""
-    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner))
+    # TEMPLATE template0: nobody can connect to it, while any login may sit on template1 (the default) and
+    # so make every CREATE DATABASE fail with "source database is being accessed by other users".
+    statement = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+        sql.Identifier(dbname), sql.Identifier(owner)
+    )
     try:
         conn.execute(statement)
     except (errors.DuplicateDatabase, errors.UniqueViolation):
@@ -437,6 +468,9 @@ def ensure_database(
             existing_db = _database_facts(conn, dbname)
             role_facts = _role_facts(conn, role)
             found = None if existing_db is None else parse_stamp(existing_db.comment)
+            if role_facts is not None and not role_facts.comment and _logs_in(admin, role, password, dbname):
+                # Provisioned by flaskops 0.1 (no records yet): the app's own Secret still opens the role.
+                claim = dataclasses.replace(claim, proven=True)
             # The pairing rules first (as reconcile orders its steps), then ownership: either refuses
             # before anything is written.
             if check is not None:

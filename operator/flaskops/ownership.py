@@ -21,6 +21,7 @@ SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS is reserved whatever i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -95,16 +96,37 @@ class Owner:
 
 @dataclass(frozen=True)
 class Record:
-    """An ownership record read from a comment; every field is None when the comment lacks it."""
+    """An ownership record read from a comment; every field is None when the comment lacks it.
+
+    `owner` is `digest("<namespace>/<name>")` and `uid` is `digest(<FlaskApp UID>)`, not the values
+    themselves: any login on the server can read comments (shobj_description), and the record must not
+    list other tenants' namespaces, apps or UIDs.
+    """
 
     environment: str | None = None
-    namespace: str | None = None
-    name: str | None = None
+    owner: str | None = None
     uid: str | None = None
 
     @property
-    def has_owner(self) -> bool:
-        return self.uid is not None or self.name is not None
+    def complete(self) -> bool:
+        """Only a record with all three lines is ownership: flaskops never writes one line alone, and a
+        database's owner can write lines on its own database."""
+        return self.environment is not None and self.owner is not None and self.uid is not None
+
+    @property
+    def legacy(self) -> bool:
+        """What flaskops 0.1 wrote on a database: the environment line only."""
+        return self.environment is not None and self.owner is None and self.uid is None
+
+
+def digest(value: str) -> str:
+    """A record line's value: a SHA-256 prefix (128 bits), so a record names no tenant in the clear."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def owner_digest(namespace: str, name: str) -> str:
+    """The owner line's value for a FlaskApp namespace/name."""
+    return digest(f"{namespace}/{name}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,9 @@ class Claim:
     role: str
     adopt: bool = False
     adoptable: bool = False
+    # Set by the caller after the app's own Secret's password logged in as the role: it provisioned
+    # these before ownership records existed (flaskops 0.1) and so may take them up again.
+    proven: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,13 +209,9 @@ def parse_record(comment: str | None) -> Record:
         key, sep, value = line[len(_RECORD_PREFIX) :].partition("=")
         if sep and key in _RECORD_KEYS and key not in found:
             found[key] = value.strip()
-    namespace = name = None
-    if _OWNER_KEY in found:
-        namespace, _, name = found[_OWNER_KEY].partition("/")
     return Record(
         environment=found.get(_ENVIRONMENT_KEY) or None,
-        namespace=namespace or None,
-        name=name or None,
+        owner=found.get(_OWNER_KEY) or None,
         uid=found.get(_UID_KEY) or None,
     )
 
@@ -206,8 +227,8 @@ def record_comment(owner: Owner, previous: str | None = None) -> str:
     ]
     ours = [
         f"{_RECORD_PREFIX}{_ENVIRONMENT_KEY}={owner.environment}",
-        f"{_RECORD_PREFIX}{_OWNER_KEY}={owner.namespace}/{owner.name}",
-        f"{_RECORD_PREFIX}{_UID_KEY}={owner.uid}",
+        f"{_RECORD_PREFIX}{_OWNER_KEY}={owner_digest(owner.namespace, owner.name)}",
+        f"{_RECORD_PREFIX}{_UID_KEY}={digest(owner.uid)}",
     ]
     return "\n".join(kept + ours)
 
@@ -263,15 +284,15 @@ def reserved_on_server(
 
 
 def _relation(record: Record, owner: Owner) -> str:
-    """How an existing object's record relates to the app: mine | retained | other | unowned."""
-    if record.uid is not None and record.uid == owner.uid:
+    """How an existing object's record relates to the app: own | reattach | other | unowned."""
+    if not record.complete:
+        return "unowned"
+    if record.uid == digest(owner.uid) and record.owner == owner_digest(owner.namespace, owner.name):
         return "own"
-    if record.has_owner:
-        if (record.namespace, record.name) == (owner.namespace, owner.name):
-            # Kept by deletionPolicy Retain, claimed again by the same namespace/name: what Retain is for.
-            return "reattach"
-        return "other"
-    return "unowned"
+    if record.owner == owner_digest(owner.namespace, owner.name):
+        # Kept by deletionPolicy Retain, claimed again by the same namespace/name: what Retain is for.
+        return "reattach"
+    return "other"
 
 
 def decide(
@@ -304,9 +325,15 @@ def decide(
             f"database '{claim.dbname}' exists and belongs to another role; flaskops does not touch it — "
             "choose another spec.database.name, or use spec.database.existingSecret",
         )
+    legacy = claim.proven and (
+        database is None or parse_record(database.comment).legacy or not database.comment
+    )
     role_plan: str | Refusal = "create"
     if role is not None:
-        role_plan = _existing("role", claim.role, _relation(parse_record(role.comment), claim.owner), claim)
+        relation = _relation(parse_record(role.comment), claim.owner)
+        if relation == "unowned" and legacy and not role.comment:
+            relation = "reattach"
+        role_plan = _existing("role", claim.role, relation, claim)
         if isinstance(role_plan, Refusal):
             return role_plan
         if role_plan == "adopt" and role.member_of:
@@ -316,9 +343,10 @@ def decide(
             )
     db_plan: str | Refusal = "create"
     if database is not None:
-        db_plan = _existing(
-            "database", claim.dbname, _relation(parse_record(database.comment), claim.owner), claim
-        )
+        relation = _relation(parse_record(database.comment), claim.owner)
+        if relation == "unowned" and legacy:
+            relation = "reattach"
+        db_plan = _existing("database", claim.dbname, relation, claim)
         if isinstance(db_plan, Refusal):
             return db_plan
     assert isinstance(role_plan, str) and isinstance(db_plan, str)
@@ -366,13 +394,13 @@ def may_drop(
     if refusal is not None:
         return refusal
     if database is not None and (
-        database.owner != role_name or parse_record(database.comment).uid != owner.uid
+        database.owner != role_name or _relation(parse_record(database.comment), owner) != "own"
     ):
         return Refusal(
             DATABASE_OWNED_ELSEWHERE,
             f"database '{dbname}' is not recorded as this app's; refusing to drop it",
         )
-    drop_role = role is not None and parse_record(role.comment).uid == owner.uid
+    drop_role = role is not None and _relation(parse_record(role.comment), owner) == "own"
     if role is not None and not drop_role and database is not None:
         return Refusal(
             ROLE_OWNED_ELSEWHERE, f"role '{role_name}' is not recorded as this app's; refusing to drop it"

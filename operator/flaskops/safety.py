@@ -143,7 +143,7 @@ def check_pairing(
                 Violation(
                     "S5",
                     f"database '{identity.dbname}' on {identity.host}:{identity.port} is already used by "
-                    f"another FlaskApp in environment '{clash[0].environment}'",
+                    "another FlaskApp in another environment",
                 )
             )
     if "S6" in wanted and stamp is not None and stamp != environment:

@@ -222,7 +222,7 @@ def test_s5_one_database_two_environments(apps: Apps, ns: str, make_server: Any)
     apps.wait(ns, "first", timeout=180)
     apps.apply(flaskapp("second", ns, server=server, environment="development", dbname=shared))
     cond = apps.wait_reason(ns, "second", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
-    assert "S5" in cond["message"] and "testing" in cond["message"]
+    assert "S5" in cond["message"] and "another environment" in cond["message"]
     assert ns not in cond["message"] and "first" not in cond["message"]  # nothing of the other app
     first_ready = apps.condition(ns, "first", names.READY)
     assert first_ready["status"] == "True", first_ready

@@ -1,9 +1,9 @@
 # ruff: noqa: F811  (the fixtures imported from test_tenancy are pytest parameters here)
 """Security review of issue 9 (ownership and tenancy): attacks by a hostile tenant that still work.
 
-Each test asserts the behaviour that MUST hold and FAILS on the code reviewed (commit 09e760c); they are
-marked `xfail(strict=True)` with the finding number of the review report, so the suite stays green and
-a fix flips them to XPASS (then drop the mark).
+Each test asserts the behaviour that MUST hold; it failed on the code reviewed (commit 09e760c). The ones
+still marked `xfail(strict=True)` are open findings (the README's security model names them); a fix
+flips them to XPASS, and then the mark goes.
 
 The tenant is a ServiceAccount with only FlaskApp rights in its namespace (`make_tenant`), the webhook is
 on. Where the attack uses the tenant's *own* PostgreSQL login, the test reads it from the tenant's
@@ -96,7 +96,6 @@ def held() -> Iterator[list[psycopg.Connection]]:
 # --- finding 1: a tenant's login blocks every CREATE DATABASE on the server --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: tenant role sits on template1, CREATE DATABASE fails")
 @pytest.mark.usefixtures("webhook")
 def test_a_tenant_connected_to_template1_cannot_stop_other_tenants_provisioning(
     make_tenant: Callable[..., Tenant],
@@ -128,7 +127,6 @@ def test_a_tenant_connected_to_template1_cannot_stop_other_tenants_provisioning(
 # --- finding 2: a tenant's login holds the operator's advisory lock for another tenant's database ----------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2: pg_advisory_lock key is public; tenant holds it")
 @pytest.mark.usefixtures("webhook")
 def test_a_tenant_holding_the_operators_advisory_lock_cannot_stall_another_tenant(
     make_tenant: Callable[..., Tenant],
@@ -162,7 +160,6 @@ def test_a_tenant_holding_the_operators_advisory_lock_cannot_stall_another_tenan
 # --- finding 3: another namespace's default database name can be squatted ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: spec.database.name may take another namespace's default")
 @pytest.mark.usefixtures("webhook")
 def test_a_tenant_cannot_squat_another_namespaces_default_database_name(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any
@@ -188,16 +185,17 @@ def test_a_tenant_cannot_squat_another_namespaces_default_database_name(
 # --- finding 4: renaming spec.database.name leaks the old database (and a live login role) -----------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: old database/role of a renamed app are never dropped")
 @pytest.mark.usefixtures("webhook")
 def test_renaming_the_database_leaves_nothing_behind_after_delete(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any
 ) -> None:
+    """Fixed by refusing the rename (the CRD: database.server and database.name never change), so one
+    FlaskApp can never own more than one database."""
     tenant = make_tenant()
     server = pg_server(["development", "testing"])
     made = [f"ren_{i}_{secrets.token_hex(3)}" for i in range(3)]
     try:
-        for dbname in made:
+        for i, dbname in enumerate(made):
             body = flaskapp(
                 "hog",
                 tenant.namespace,
@@ -206,8 +204,12 @@ def test_renaming_the_database_leaves_nothing_behind_after_delete(
                 dbname=dbname,
                 database={"deletionPolicy": "Delete"},
             )
-            assert tenant.apply(body).returncode == 0
-            _wait_on(apps, tenant.namespace, "hog", dbname)
+            out = tenant.apply(body)
+            if i == 0:
+                assert out.returncode == 0, out.stderr
+                _wait_on(apps, tenant.namespace, "hog", dbname)
+            else:
+                assert out.returncode != 0 and "cannot change" in out.stderr, out.stderr
         assert tenant.delete("hog").returncode == 0
         with superuser(postgres) as conn:
             left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (made,)).fetchall()
@@ -223,7 +225,6 @@ def test_renaming_the_database_leaves_nothing_behind_after_delete(
 # --- finding 5: every tenant's login reads every other tenant's ownership record ---------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: ownership comments are world-readable in PostgreSQL")
 @pytest.mark.usefixtures("webhook")
 def test_a_tenants_login_cannot_list_other_tenants_namespaces_and_apps(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any
@@ -252,9 +253,6 @@ def test_a_tenants_login_cannot_list_other_tenants_namespaces_and_apps(
 # --- finding 6: the admission answer tells a tenant about another tenant's app -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 6: S5 answer confirms another tenant's database + environment"
-)
 @pytest.mark.usefixtures("webhook")
 def test_the_webhook_answer_says_nothing_of_another_tenants_app(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any
@@ -312,9 +310,6 @@ def test_a_tenants_role_has_a_connection_limit(
 # --- finding 2b: the same lock, on the tenant's own names, wedges the whole operator -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 2: held advisory locks fill the gate and kopf's worker threads"
-)
 @pytest.mark.usefixtures("webhook")
 def test_a_tenant_locking_its_own_names_cannot_wedge_the_operator_for_everyone(
     make_tenant: Callable[..., Tenant],
@@ -367,7 +362,6 @@ def test_a_tenant_locking_its_own_names_cannot_wedge_the_operator_for_everyone(
 # --- finding 8: apps provisioned before the fix are refused on their next spec change ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 8: pre-fix roles/databases have no owner record")
 @pytest.mark.usefixtures("webhook")
 def test_an_app_provisioned_before_the_ownership_records_survives_an_image_bump(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from e2e_support import Apps, flaskapp
+from kubernetes import client
 from test_operator import FAIL_LABEL, deployment, jobs
 
 from flaskops import names
@@ -22,17 +23,26 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.usefixtures("operator")
 def test_a_database_change_migrates_the_new_database_before_any_rollout(
-    kube: Kube, apps: Apps, ns: str, make_server: Any
+    kube: Kube, apps: Apps, ns: str, postgres: Any
 ) -> None:
-    server = make_server(["development", "testing"])
-    body = flaskapp("moves", ns, server=server, environment="testing", dbname=f"first_{secrets.token_hex(3)}")
+    """Pointing a (non-production) app at another database migrates that database before any rollout."""
+    first, second = f"first_{secrets.token_hex(3)}", f"second_{secrets.token_hex(3)}"
+    core = client.CoreV1Api(kube.api)
+    for db in (first, second):
+        postgres.create_database(db)
+        secret = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=db.replace("_", "-")), string_data={"URL": postgres.url(db)}
+        )
+        core.create_namespaced_secret(ns, secret)
+    body = flaskapp("moves", ns, server="unused", environment="testing")
+    body["spec"]["database"] = {"existingSecret": {"name": first.replace("_", "-"), "key": "URL"}}
     apps.apply(body)
     apps.wait(ns, "moves", timeout=180)
     before = deployment(kube, ns, "moves")
     first_jobs = {j.metadata.name for j in jobs(kube, ns, "moves")}
 
     # Same image, another database — whose migration fails: nothing may roll onto the unmigrated database.
-    body["spec"]["database"]["name"] = f"second_{secrets.token_hex(3)}"
+    body["spec"]["database"]["existingSecret"]["name"] = second.replace("_", "-")
     body["spec"]["migrations"] = {"podLabels": FAIL_LABEL}
     apps.apply(body)
     failed = apps.wait_reason(ns, "moves", names.MIGRATED, "MigrationFailed", timeout=120)
@@ -41,8 +51,7 @@ def test_a_database_change_migrates_the_new_database_before_any_rollout(
     assert len(new_jobs) == 1, new_jobs
     after = deployment(kube, ns, "moves")
     assert after.metadata.generation == before.metadata.generation  # the old pods serve on, untouched
-    status = apps.get(ns, "moves")["status"]
-    assert body["spec"]["database"]["name"] in status["migration"]["database"]
+    assert apps.get(ns, "moves")["status"]["database"]["name"] == second
 
     # Fixed: the new database is migrated, then the pods roll.
     body["spec"]["migrations"] = {}
@@ -52,15 +61,25 @@ def test_a_database_change_migrates_the_new_database_before_any_rollout(
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_production_app_cannot_change_its_database(apps: Apps, ns: str, make_server: Any) -> None:
-    server = make_server(["production"])
-    body = flaskapp("ledger", ns, server=server, dbname=f"ledger_{secrets.token_hex(3)}")
+def test_the_database_of_an_app_cannot_change_in_place(apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["development", "testing"])
+    body = flaskapp(
+        "ledger", ns, server=server, environment="testing", dbname=f"ledger_{secrets.token_hex(3)}"
+    )
     apps.apply(body)
     body["spec"]["database"]["name"] = f"other_{secrets.token_hex(3)}"
     out = apps.kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body), check=False)
-    assert (
-        out.returncode != 0 and "spec.database" in out.stderr and "cannot change its database" in out.stderr
-    )
+    assert out.returncode != 0 and "spec.database" in out.stderr and "cannot change" in out.stderr
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_production_app_cannot_switch_its_database_secret(kube: Kube, apps: Apps, ns: str) -> None:
+    body = flaskapp("vault", ns, server="unused")
+    body["spec"]["database"] = {"existingSecret": {"name": "vault-db"}}
+    apps.apply(body)
+    body["spec"]["database"]["existingSecret"]["name"] = "other-db"
+    out = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert out.returncode != 0 and "cannot change its database" in out.stderr
 
 
 @pytest.mark.usefixtures("operator")

@@ -215,7 +215,7 @@ def test_second_environment_on_one_database_refused(
         kube, flaskapp("second", ns, server=server, environment="development", dbname=shared), "S5"
     )
     # The tenant learns the environment in the way, never the other app or its namespace.
-    assert DENIED in stderr and "testing" in stderr and f"{ns}/first" not in stderr
+    assert DENIED in stderr and "another environment" in stderr and f"{ns}/first" not in stderr
 
 
 @pytest.mark.usefixtures("webhook")

@@ -167,7 +167,9 @@ def test_role_logs_in_over_tcp_and_owns_its_database(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
         ).fetchone()
     assert comment is not None
-    assert ownership.parse_record(comment[0]) == ownership.Record("production", "shop", "guestbook", "uid-1")
+    assert ownership.parse_record(comment[0]) == ownership.Record(
+        "production", ownership.owner_digest("shop", "guestbook"), ownership.digest("uid-1")
+    )
     assert stamp_for("production") in comment[0].splitlines()
 
 
@@ -262,7 +264,7 @@ def test_a_persons_comment_is_kept_beside_the_record(
     assert result.stamped and result.stamp == "production" and not result.database_created
     row = _comments(postgres, dbname, role)[0]
     assert row is not None and row.splitlines()[0] == "legacy shop data"
-    assert ownership.parse_record(row).uid == "uid-2"
+    assert ownership.parse_record(row).uid == ownership.digest("uid-2")
     assert read_stamp(admin, dbname) == "production"
 
 
@@ -506,7 +508,7 @@ def test_another_apps_database_is_neither_taken_nor_dropped(
 
     with _login(postgres, dbname, role, password_b) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == (dbname,)
-    assert ownership.parse_record(_comments(postgres, dbname, role)[0]).uid == "uid-b"
+    assert ownership.parse_record(_comments(postgres, dbname, role)[0]).uid == ownership.digest("uid-b")
 
 
 def test_retain_reattaches_the_same_namespace_and_name_only(
@@ -528,8 +530,8 @@ def test_retain_reattaches_the_same_namespace_and_name_only(
     assert result.password_set and not result.database_created
     _login(postgres, dbname, role, password).close()
     db_comment, role_comment = _comments(postgres, dbname, role)
-    assert ownership.parse_record(db_comment).uid == "uid-new"
-    assert ownership.parse_record(role_comment).uid == "uid-new"
+    assert ownership.parse_record(db_comment).uid == ownership.digest("uid-new")
+    assert ownership.parse_record(role_comment).uid == ownership.digest("uid-new")
     # The deleted app's record no longer lets anything drop it.
     with pytest.raises(NotOwned):
         drop_database(admin, dbname, role, owner=first)
@@ -575,7 +577,9 @@ def test_a_legacy_role_is_adopted_only_with_both_consents(
     _login(postgres, dbname, role, password).close()
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         _login(postgres, dbname, role, legacy_password)
-    assert all(ownership.parse_record(c).uid == "uid-1" for c in _comments(postgres, dbname, role))
+    assert all(
+        ownership.parse_record(c).uid == ownership.digest("uid-1") for c in _comments(postgres, dbname, role)
+    )
 
 
 def test_a_role_with_memberships_is_not_adopted(

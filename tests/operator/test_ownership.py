@@ -114,7 +114,21 @@ def test_a_legacy_environment_stamp_without_an_owner_is_not_ownership() -> None:
 def test_the_record_keeps_a_persons_lines_and_round_trips() -> None:
     text = ownership.record_comment(ME, "the shop's data\nflaskops:uid=forged")
     assert text.splitlines()[0] == "the shop's data"
-    assert ownership.parse_record(text) == ownership.Record("production", "shop", "guestbook", "uid-me")
+    assert ownership.parse_record(text) == ownership.Record(
+        "production", ownership.owner_digest("shop", "guestbook"), ownership.digest("uid-me")
+    )
+    # Nothing of the owner is readable in the clear.
+    assert "shop" not in text.replace("the shop's data", "") and "uid-me" not in text
+
+
+def test_a_legacy_role_is_taken_up_only_with_proof_of_its_password() -> None:
+    # flaskops 0.1: no role comment, the database stamped with the environment only.
+    role, db = RoleFacts("gb"), DatabaseFacts("gb", "gb", comment="flaskops:environment=production")
+    assert isinstance(decide(Claim(ME, "gb", "gb"), role, db), Refusal)
+    assert decide(Claim(ME, "gb", "gb", proven=True), role, db) == Plan("reattach", "reattach")
+    # Proof opens only what carries no other owner's record.
+    other = DatabaseFacts("gb", "gb", comment=record(Owner("x", "y", "uid-x", "production")))
+    assert isinstance(decide(Claim(ME, "gb", "gb", proven=True), role, other), Refusal)
 
 
 def test_may_drop_only_what_carries_this_uid() -> None:
@@ -183,11 +197,11 @@ def test_the_decision_allows_exactly_what_the_rules_say(
 
     def relation(comment: str | None) -> str:
         rec = ownership.parse_record(comment)
-        if rec.uid == owner.uid:
-            return "own"
-        if rec.has_owner:
-            return "reattach" if (rec.namespace, rec.name) == (owner.namespace, owner.name) else "other"
-        return "adopt" if adopt and adoptable else "refuse"
+        if not rec.complete:
+            return "adopt" if adopt and adoptable else "refuse"
+        if rec.owner != ownership.owner_digest(owner.namespace, owner.name):
+            return "other"
+        return "own" if rec.uid == ownership.digest(owner.uid) else "reattach"
 
     reserved = (
         name in ownership.RESERVED_DATABASES
@@ -247,7 +261,7 @@ def test_the_crd_refuses_exactly_the_names_reserved_by_name() -> None:
     field = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
         "database"
     ]["properties"]["name"]
-    (rule,) = [v["rule"] for v in field["x-kubernetes-validations"]]
+    (rule,) = [v["rule"] for v in field["x-kubernetes-validations"] if "startsWith" in v["rule"]]
     listed = set(rule.split("[", 1)[1].split("]", 1)[0].replace("'", "").replace(" ", "").split(","))
     assert listed == ownership.RESERVED_DATABASES | ownership.RESERVED_ROLES
     assert f"startsWith('{ownership.RESERVED_ROLE_PREFIX}')" in rule

@@ -17,7 +17,6 @@ def decide(claim: Claim, role: RoleFacts | None, db: DatabaseFacts | None) -> ob
     return ownership.decide(claim, role, db, admin_user="dbadmin", maintenance_db="postgres")
 
 
-@pytest.mark.xfail(strict=True, reason="finding 11: an owner line without uid/environment is taken as ours")
 def test_a_hand_written_owner_line_is_not_an_ownership_record() -> None:
     """Someone who may COMMENT ON ROLE (any CREATEROLE holder; on PostgreSQL <16 without ADMIN OPTION) and
     a database's owner (COMMENT ON DATABASE needs only ownership) can write `flaskops:owner=<ns>/<name>`.

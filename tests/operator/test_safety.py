@@ -83,9 +83,10 @@ def test_s5_same_database_other_environment():
     elsewhere = OtherApp("shop", "far", "development", ("other-host", 5432, "guestbook"))
     found = check_pairing("production", mine, others=[same_env, elsewhere, other])
     assert rules(found) == ["S5"]
-    # A tenant reads this message: it names the environment, never the other app or its namespace.
-    assert "development" in found[0].message
+    # A tenant reads this message: it names nothing of the other app (namespace, name, environment).
+    assert "another FlaskApp" in found[0].message
     assert "shop" not in found[0].message and "old" not in found[0].message
+    assert "development" not in found[0].message
 
 
 def test_s5_host_compare_ignores_case():
