@@ -613,6 +613,8 @@ class Reconciler:
     ) -> c.Condition:
         status["replicas"] = dep.replicas
         status["readyReplicas"] = dep.ready_replicas
+        # The scale subresource's labelSelectorPath: what an HPA uses to find the pods' metrics.
+        status["selector"] = ",".join(f"{k}={v}" for k, v in sorted(manifests.web_selector(app).items()))
         if dep.rolled_out and dep.image:
             status["servingImage"] = dep.image
         if not dep.exists:

@@ -259,10 +259,12 @@ def test_running_app_edited_into_unsafe_pairing_keeps_serving(
     apps.wait(ns, "live", timeout=180)
     before = deployment(kube, ns, "live")
 
-    body["spec"]["database"]["name"] = "live_test"
+    # (The database itself cannot change in place; the environment can, into one the server refuses.)
+    body["spec"]["environment"] = "development"
     body["spec"]["image"] = "registry.example/live:2"
     apps.apply(body)
-    apps.wait_reason(ns, "live", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    cond = apps.wait_reason(ns, "live", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
+    assert "S4" in cond["message"]
     after = deployment(kube, ns, "live")
     assert after.metadata.generation == before.metadata.generation
     assert after.spec.template.spec.containers[0].image == "registry.example/live:1"

@@ -131,3 +131,24 @@ def test_events_come_from_flaskops(kube: Kube, apps: Apps, ns: str, make_server:
     assert events
     assert {e.get("reportingComponent") for e in events} == {names.MANAGED_BY}
     assert {e["source"].get("component") for e in events} == {names.MANAGED_BY}
+
+
+@pytest.mark.usefixtures("operator")
+def test_kubectl_scale_scales_the_app(kube: Kube, apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["development", "testing"])
+    apps.apply(flaskapp("wide", ns, server=server, environment="testing"))
+    apps.wait(ns, "wide", timeout=180)
+    kube.kubectl("scale", "flaskapp", "wide", "-n", ns, "--replicas=4")
+
+    def scaled() -> bool:
+        dep = deployment(kube, ns, "wide")
+        if dep.spec.replicas != 4:
+            raise NotYet(f"Deployment replicas {dep.spec.replicas}")
+        return True
+
+    wait_for(scaled, timeout=60, what="the Deployment scaled through the FlaskApp's scale subresource")
+    scale = json.loads(
+        kube.kubectl("get", "--raw", f"/apis/{names.API_VERSION}/namespaces/{ns}/flaskapps/wide/scale").stdout
+    )
+    assert scale["spec"]["replicas"] == 4
+    assert scale["status"]["selector"] == f"{names.LABEL_APP}=wide,{names.LABEL_COMPONENT}=web"

@@ -256,12 +256,12 @@ def test_safe_app_passes_and_an_unsafe_change_is_refused(
     assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
     apps.wait(ns, "good", "Ready", timeout=180)
 
-    # A change that would point production at a test database is refused; the app keeps its spec.
+    # A change into an environment the server does not admit is refused; the app keeps its spec.
     changed = yaml.safe_load(yaml.safe_dump(body))
-    changed["spec"]["database"]["name"] = f"shop_test_{secrets.token_hex(2)}"
-    stderr = refused(kube, changed, "S1")
+    changed["spec"]["environment"] = "development"
+    stderr = refused(kube, changed, "S4")
     assert DENIED in stderr
-    assert apps.get(ns, "good")["spec"]["database"]["name"] == body["spec"]["database"]["name"]
+    assert apps.get(ns, "good")["spec"]["environment"] == "production"
     assert apps.condition(ns, "good", names.READY)["status"] == "True"
 
 
