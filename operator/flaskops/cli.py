@@ -333,7 +333,10 @@ def cmd_retry_migration(plugin: Plugin, args: argparse.Namespace, out: TextIO) -
         )
     value = token(datetime.now(UTC))
     patch = {"metadata": {"annotations": {RETRY_MIGRATION: value}}}
-    plugin.kube.merge_patch(names.FLASKAPP_KIND, plugin.namespace, args.name, patch)
+    try:
+        plugin.kube.merge_patch(names.FLASKAPP_KIND, plugin.namespace, args.name, patch)
+    except ApiException as exc:
+        raise PluginError(_api_error(exc, f"patch FlaskApp {plugin.namespace}/{args.name}")) from None
     out.write(
         f"flaskapp/{args.name} annotated {RETRY_MIGRATION}={value}: the operator starts a new migration Job; "
         f"follow it with `{PROG} status {args.name}`\n"
