@@ -16,6 +16,7 @@ namespace. It never reads a Secret and never reads cluster-scoped objects.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,9 +157,14 @@ def newest(objs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 
 def _api_error(exc: ApiException, what: str) -> str:
+    """One line for a refused API call, with the API server's own message when it sent one."""
     if exc.status == 403:
         return f"forbidden to {what} (your RBAC in this namespace does not allow it)"
-    return f"cannot {what}: {exc.status} {exc.reason}"
+    try:
+        detail = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        detail = None
+    return f"cannot {what}: {exc.status} {exc.reason}" + (f": {detail}" if detail else "")
 
 
 # --- rendering (pure) ------------------------------------------------------------------------------------

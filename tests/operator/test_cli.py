@@ -150,3 +150,15 @@ def test_missing_kubeconfig_is_one_line(tmp_path: Any, capsys: pytest.CaptureFix
     assert cli.main(["--kubeconfig", str(tmp_path / "nope"), "status", "x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no usable kubeconfig") and err.count("\n") == 1
+
+
+def test_api_errors_are_one_line_with_the_servers_message() -> None:
+    exc = cli.ApiException(status=400, reason="Bad Request")
+    exc.body = '{"kind": "Status", "message": "pod has no running container"}'
+    assert cli._api_error(exc, "read the log") == (
+        "cannot read the log: 400 Bad Request: pod has no running container"
+    )
+    assert "forbidden to patch" in cli._api_error(cli.ApiException(status=403), "patch x")
+    assert (
+        cli._api_error(cli.ApiException(status=502, reason="Bad Gateway"), "x") == "cannot x: 502 Bad Gateway"
+    )
