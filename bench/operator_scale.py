@@ -412,10 +412,11 @@ def admin(pg: Any) -> Any:
 
 def provision(pg: Any, dbname: str) -> None:
     """The operator's provisioning SQL for one app (role, database, revoke, stamp)."""
-    from flaskops import credentials
+    from flaskops import credentials, ownership
 
+    owner = ownership.Owner("bench", dbname, f"uid-{dbname}", "production")
     credentials.ensure_database(
-        admin(pg), dbname, dbname, credentials.generate_password(), "production", set_password=True
+        admin(pg), ownership.Claim(owner, dbname, dbname), credentials.generate_password(), set_password=True
     )
 
 

@@ -12,14 +12,14 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors, sql
 
-from flaskops import names
+from flaskops import names, ownership
 from flaskops.dburl import DatabaseIdentity, database_url, db_secret_data, parse_database_url
 
 __all__ = [
@@ -27,8 +27,8 @@ __all__ = [
     "AdminConnection",
     "AdminPermissionDenied",
     "DatabaseIdentity",
-    "DatabaseNotOwned",
     "DatabaseUnavailable",
+    "NotOwned",
     "ProvisionResult",
     "ProvisioningFailed",
     "database_url",
@@ -37,6 +37,7 @@ __all__ = [
     "drop_database",
     "ensure_database",
     "generate_password",
+    "names_for",
     "parse_database_url",
     "parse_stamp",
     "read_stamp",
@@ -52,14 +53,21 @@ _SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 
 
 class DatabaseUnavailable(Exception):
-    """The server could not do what was asked; `reason` says why and never contains a password."""
+    """The server could not do what was asked.
+
+    `reason` is the whole story for the operator's log (never a password); `public` is what a tenant may
+    read in conditions and Events: nothing of the admin role, other tenants' roles or the server's text.
+    """
 
     # The `reason` field of the DatabaseReady condition for this failure.
     condition_reason = "DatabaseUnavailable"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, public: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.public = (
+            public or "the database server could not complete provisioning; the operator log has the details"
+        )
 
 
 class AdminAuthFailed(DatabaseUnavailable):
@@ -78,12 +86,6 @@ class ProvisioningFailed(DatabaseUnavailable):
     """The server answered but refused a statement for another reason, e.g. objects still use the role."""
 
     condition_reason = "ProvisioningFailed"
-
-
-class DatabaseNotOwned(ProvisioningFailed):
-    """The database belongs to another role or environment, so flaskops refuses to drop it."""
-
-    condition_reason = "DatabaseOwnedElsewhere"
 
 
 # --- pure helpers --------------------------------------------------------------------------------------
@@ -117,6 +119,14 @@ def default_names(namespace: str, app: str) -> tuple[str, str]:
     head = base[: MAX_IDENTIFIER_BYTES - _HASH_CHARS - 1].rstrip("_")
     name = f"{head}_{digest}"
     return name, name
+
+
+def names_for(namespace: str, app: str, requested: str | None) -> tuple[str, str]:
+    """The (database, role) an app uses: `spec.database.name` for both when given, else `default_names`.
+
+    The one answer to "which database and role does this app use", for reconcile, webhook and index.
+    """
+    return (requested, requested) if requested else default_names(namespace, app)
 
 
 def _identifier_part(text: str) -> str:
@@ -186,6 +196,10 @@ class ProvisionResult:
     stamped: bool
     stamp: str | None
     owner: str
+    # PostgreSQL's system_identifier of the server (None where the admin may not read it).
+    system_identifier: str | None = None
+    # Whether the role and/or database were adopted (made by someone else, now recorded as the app's).
+    adopted: bool = False
 
     @property
     def changed(self) -> bool:
@@ -226,9 +240,14 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
         message = _scrub(str(exc).strip(), admin.password)
         if _AUTH_FAILURE.search(message):
             raise AdminAuthFailed(
-                f"{where} refused the admin credentials: {message}; check the PostgresServer's admin Secret"
+                f"{where} refused the admin credentials: {message}; check the PostgresServer's admin Secret",
+                "the database server refused the PostgresServer's admin credentials; the cluster admin must "
+                "fix the admin Secret it names",
             ) from None
-        raise DatabaseUnavailable(f"cannot connect to {where}: {message}") from None
+        raise DatabaseUnavailable(
+            f"cannot connect to {where}: {message}",
+            f"cannot connect to the database server at {admin.host}:{admin.port} ({_connect_cause(message)})",
+        ) from None
     try:
         with conn:
             conn.execute(sql.SQL("SET statement_timeout = {}").format(admin.statement_timeout_ms))
@@ -239,13 +258,36 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
     except errors.InsufficientPrivilege as exc:
         raise AdminPermissionDenied(
             f"{where}: {_scrub(str(exc).strip(), admin.password)}; "
-            "the admin role needs CREATEROLE and CREATEDB (or superuser)"
+            "the admin role needs CREATEROLE and CREATEDB (or superuser)",
+            "the PostgresServer's admin role lacks a privilege flaskops needs (CREATEROLE and CREATEDB); "
+            "the cluster admin must grant it",
         ) from None
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"{where}: {_scrub(str(exc).strip(), admin.password)}") from None
+        raise DatabaseUnavailable(
+            f"{where}: {_scrub(str(exc).strip(), admin.password)}",
+            f"lost the connection to the database server at {admin.host}:{admin.port}",
+        ) from None
     except psycopg.Error as exc:
         state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        raise ProvisioningFailed(f"{where}{state}: {_scrub(str(exc).strip(), admin.password)}") from None
+        raise ProvisioningFailed(
+            f"{where}{state}: {_scrub(str(exc).strip(), admin.password)}",
+            f"the database server refused a provisioning statement{state}; the operator log has the details",
+        ) from None
+
+
+def _connect_cause(message: str) -> str:
+    """libpq's connection failure in a few words, without the server's own text (it may name roles)."""
+    lowered = message.lower()
+    for needle, words in (
+        ("connection refused", "connection refused"),
+        ("timeout", "timed out"),
+        ("could not translate host name", "host name not found"),
+        ("no route to host", "no route to host"),
+        ("ssl", "TLS negotiation failed"),
+    ):
+        if needle in lowered:
+            return words
+    return "no connection"
 
 
 def _lock_key(name: str) -> int:
@@ -259,17 +301,55 @@ def _check_identifier(what: str, name: str) -> None:
         raise ValueError(f"{what} {name!r} must be 1 to {MAX_IDENTIFIER_BYTES} bytes long")
 
 
-def _database_row(conn: psycopg.Connection, dbname: str) -> tuple[str, str | None] | None:
+def _database_facts(conn: psycopg.Connection, dbname: str) -> ownership.DatabaseFacts | None:
     row = conn.execute(
-        "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database"
-        " WHERE datname = %s",
+        "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database'), datistemplate"
+        " FROM pg_database WHERE datname = %s",
         (dbname,),
     ).fetchone()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    return ownership.DatabaseFacts(name=dbname, owner=row[0], comment=row[1], is_template=bool(row[2]))
 
 
-def _role_exists(conn: psycopg.Connection, role: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+def _role_facts(conn: psycopg.Connection, role: str) -> ownership.RoleFacts | None:
+    row = conn.execute(
+        "SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,"
+        " shobj_description(r.oid, 'pg_authid'),"
+        " ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+        "       WHERE m.member = r.oid ORDER BY 1)"
+        " FROM pg_roles r WHERE r.rolname = %s",
+        (role,),
+    ).fetchone()
+    if row is None:
+        return None
+    return ownership.RoleFacts(
+        name=role,
+        superuser=bool(row[0]),
+        createrole=bool(row[1]),
+        createdb=bool(row[2]),
+        replication=bool(row[3]),
+        bypassrls=bool(row[4]),
+        comment=row[5],
+        member_of=tuple(row[6] or ()),
+    )
+
+
+def _system_identifier(conn: psycopg.Connection) -> str | None:
+    """PostgreSQL's system_identifier: one value per cluster (and its standbys), whatever host name
+    reaches it. None where a managed service hides pg_control_system() from the admin role."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _comment(conn: psycopg.Connection, kind: str, name: str, text: str) -> None:
+    conn.execute(
+        sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.Identifier(name), sql.Literal(text))
+    )
 
 
 def _create_role(conn: psycopg.Connection, role: str, password: str) -> bool:
@@ -310,68 +390,106 @@ def _make_admin_member_of(conn: psycopg.Connection, role: str) -> None:
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
 
 
+class NotOwned(ProvisioningFailed):
+    """The role or database is reserved or belongs to someone else: nothing was changed.
+
+    `condition_reason` is the refusal's reason (ReservedName, RoleOwnedElsewhere, DatabaseOwnedElsewhere);
+    the message is already safe to show a tenant.
+    """
+
+    def __init__(self, refusal: ownership.Refusal) -> None:
+        super().__init__(refusal.message, refusal.message)
+        self.condition_reason = refusal.reason
+
+
 def ensure_database(
     admin: AdminConnection,
-    dbname: str,
-    role: str,
+    claim: ownership.Claim,
     password: str,
-    environment: str,
     *,
-    set_password: bool,
+    set_password: bool = True,
+    check: Callable[[str | None, str | None], None] | None = None,
 ) -> ProvisionResult:
-    """Create the app's role and database if missing, lock out other roles, stamp the environment.
+    """Create the app's role and database, or take up the ones its ownership record names.
 
-    A database that already carries another environment's stamp, or belongs to another role, is left
-    untouched: the result reports its stamp and owner so the caller can refuse (rule S6).
+    Reads the role and database, lets `ownership.decide` judge them and changes nothing when it
+    refuses (NotOwned). A database stamped for another environment is also left untouched: the result
+    reports its stamp so the caller can refuse (rule S6). Otherwise: creates what is missing (recording
+    the owner on both), (re)applies `password` when `set_password`, re-stamps a re-attached or adopted
+    role and database with the app's UID, and lets only the owner (and superusers) connect to a database
+    it created. `check(system_identifier, environment_stamp)` runs after the reads and before any write,
+    so a caller's refusal (an exception it raises) leaves the server untouched. Raises DatabaseUnavailable (or a subclass) when the server cannot do it; ValueError for
+    an impossible name or an empty password, before connecting.
     """
-    stamp = stamp_for(environment)
+    dbname, role, owner = claim.dbname, claim.role, claim.owner
     _check_identifier("database name", dbname)
     _check_identifier("role name", role)
     if not password:
         raise ValueError("the role's password is empty")
+    record = ownership.record_comment(owner)
     try:
         with _admin_session(admin, lock=dbname) as conn:
-            existing = _database_row(conn, dbname)
-            if existing is not None:
-                owner, comment = existing
-                found = parse_stamp(comment)
-                if owner != role or (found is not None and found != environment):
-                    return ProvisionResult(False, False, False, False, found, owner)
+            system_id = _system_identifier(conn)
+            existing_db = _database_facts(conn, dbname)
+            role_facts = _role_facts(conn, role)
+            found = None if existing_db is None else parse_stamp(existing_db.comment)
+            # The pairing rules first (as reconcile orders its steps), then ownership: either refuses
+            # before anything is written.
+            if check is not None:
+                check(system_id, found)
+            plan = ownership.decide(
+                claim,
+                role_facts,
+                existing_db,
+                admin_user=admin.username,
+                maintenance_db=admin.maintenance_db,
+            )
+            if isinstance(plan, ownership.Refusal):
+                raise NotOwned(plan)
+            if existing_db is not None and found is not None and found != owner.environment:
+                return ProvisionResult(False, False, False, False, found, existing_db.owner, system_id)
 
             role_created = False
             password_set = False
-            if not _role_exists(conn, role):
+            if plan.role == "create":
                 role_created = _create_role(conn, role, password)
-            if not role_created and set_password:
+                if not role_created:  # a concurrent creator won between our read and our write
+                    raise DatabaseUnavailable(f"role {role!r} appeared while it was being provisioned")
+            elif set_password or plan.role == "adopt":
                 conn.execute(
                     sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
                         sql.Identifier(role), sql.Literal(_scram_verifier(password))
                     )
                 )
                 password_set = True
+            previous = None if role_created else role_facts.comment if role_facts else None
+            if ownership.parse_record(previous) != ownership.parse_record(record):
+                _comment(conn, "ROLE", role, ownership.record_comment(owner, previous))
 
             _make_admin_member_of(conn, role)
-            database_created = existing is None and _create_database(conn, dbname, role)
-            row = _database_row(conn, dbname)
-            if row is None:  # dropped between our statements: let the caller's retry start over
+            database_created = existing_db is None and _create_database(conn, dbname, role)
+            if existing_db is None and not database_created:
+                raise DatabaseUnavailable(f"database {dbname!r} appeared while it was being provisioned")
+            db = _database_facts(conn, dbname)
+            if db is None:  # dropped between our statements: let the caller's retry start over
                 raise DatabaseUnavailable(f"database {dbname!r} vanished while it was being provisioned")
-            owner, comment = row
-            if owner != role:
-                return ProvisionResult(
-                    role_created, database_created, password_set, False, parse_stamp(comment), owner
-                )
-
-            # Every role may connect to a new database by default; only the owner (and superusers) may now.
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-            found = parse_stamp(comment)
+            if database_created:
+                # Every role may connect to a new database by default; only the owner (and superusers) may now.
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
             stamped = False
-            if found is None:
-                text = stamp if not comment else f"{comment}\n{stamp}"
-                conn.execute(
-                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(text))
-                )
-                found, stamped = environment, True
-            return ProvisionResult(role_created, database_created, password_set, stamped, found, owner)
+            if ownership.parse_record(db.comment) != ownership.parse_record(record):
+                _comment(conn, "DATABASE", dbname, ownership.record_comment(owner, db.comment))
+                stamped = True
+            return ProvisionResult(
+                role_created,
+                database_created,
+                password_set,
+                stamped,
+                owner.environment,
+                role,
+                system_id,
+                adopted=plan.adopting,
+            )
     except DatabaseUnavailable as exc:
         # The new password can reach no message (the admin's is scrubbed where it is known).
         exc.reason = _scrub(exc.reason, password)
@@ -382,44 +500,48 @@ def ensure_database(
 def read_stamp(admin: AdminConnection, dbname: str) -> str | None:
     """The environment stamped on a database, or None if it has no stamp or does not exist."""
     with _admin_session(admin) as conn:
-        row = _database_row(conn, dbname)
-    return None if row is None else parse_stamp(row[1])
+        db = _database_facts(conn, dbname)
+    return None if db is None else parse_stamp(db.comment)
 
 
-def drop_database(admin: AdminConnection, dbname: str, role: str, *, environment: str | None = None) -> None:
+def drop_database(admin: AdminConnection, owner: ownership.Owner, dbname: str, role: str) -> None:
     """Drop an app's database and role, disconnecting its sessions; a no-op when both are gone.
 
-    Refuses (DatabaseNotOwned) a database owned by another role or, given `environment`, stamped for
-    another environment: a deletion must never take a database that another app relies on.
+    Drops only what `ownership.may_drop` allows — what carries this app's UID in its ownership record —
+    judged under the database's advisory lock right before acting; otherwise raises NotOwned and changes
+    nothing (a deletion must never take a database or role that anyone else relies on).
     """
     _check_identifier("database name", dbname)
     _check_identifier("role name", role)
     with _admin_session(admin, lock=dbname) as conn:
-        existing = _database_row(conn, dbname)
-        if existing is not None:
-            owner, comment = existing
-            found = parse_stamp(comment)
-            if owner != role:
-                raise DatabaseNotOwned(
-                    f"database {dbname!r} is owned by {owner!r}, not {role!r}; refusing to drop it"
-                )
-            if environment is not None and found is not None and found != environment:
-                raise DatabaseNotOwned(
-                    f"database {dbname!r} is stamped for environment {found!r}, not {environment!r};"
-                    " refusing to drop it"
-                )
-        if _role_exists(conn, role):
+        role_facts = _role_facts(conn, role)
+        db_facts = _database_facts(conn, dbname)
+        verdict = ownership.may_drop(
+            owner,
+            dbname,
+            role,
+            role_facts,
+            db_facts,
+            admin_user=admin.username,
+            maintenance_db=admin.maintenance_db,
+        )
+        if isinstance(verdict, ownership.Refusal):
+            raise NotOwned(verdict)
+        drop_db, drop_role = verdict
+        if drop_role:
             _make_admin_member_of(conn, role)
             # NOLOGIN first, so the app's pool cannot reconnect between the terminate and the drop.
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
-        name = sql.Identifier(dbname)
-        if (conn.info.server_version or 0) >= 130000:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        else:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (dbname,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        if drop_db:
+            name = sql.Identifier(dbname)
+            if (conn.info.server_version or 0) >= 130000:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            else:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
+        if drop_role:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

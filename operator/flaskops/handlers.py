@@ -22,6 +22,7 @@ log = logging.getLogger("flaskops")
 CONFIG = settings_mod.from_env()
 FLASKAPPS = (names.GROUP, names.VERSION, names.FLASKAPP_PLURAL)
 SERVERS = (names.GROUP, names.VERSION, names.POSTGRESSERVER_PLURAL)
+NAMESPACES = ("v1", "namespaces")
 CHILD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_APP: kopf.PRESENT}
 
 
@@ -115,6 +116,26 @@ def postgresserver_spec(name: str, spec: Mapping[str, Any], **_: Any) -> Any:
     return {name: inventory.server_entry(spec)}
 
 
+@kopf.index(*NAMESPACES)
+def namespace_labels(name: str, labels: Mapping[str, str], **_: Any) -> Any:
+    # Only the labels: what a PostgresServer's allowedNamespaces selector reads, without an API call.
+    return {name: dict(labels)}
+
+
+def _labels_of(index: Any, namespace: str) -> Mapping[str, str] | None:
+    store = index.get(namespace)
+    return next(iter(store), None) if store else None
+
+
+def _indexes(flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any) -> dict[str, Any]:
+    """The operator's indexes by name, as kopf passes them to handlers."""
+    return {
+        "flaskapp_db": flaskapp_db,
+        "postgresserver_spec": postgresserver_spec,
+        "namespace_labels": namespace_labels,
+    }
+
+
 def _servers(index: Any) -> dict[str, Mapping[str, Any]]:
     return {key: next(iter(store)) for key, store in index.items()}
 
@@ -140,6 +161,7 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
             return None
         servers = _servers(indexes["postgresserver_spec"])
         entries = _entries(indexes["flaskapp_db"])
+        server_ids = inventory.server_ids(entries)
         reconciler = Reconciler(
             kube,
             others=lambda app, ident: inventory.other_apps(
@@ -147,6 +169,8 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
             ),
             connect_timeout=CONFIG.connect_timeout,
             gate=STATE.gate,
+            namespace_labels=lambda ns: _labels_of(indexes["namespace_labels"], ns),
+            server_id=server_ids.get,
         )
         result = reconciler.reconcile(body)
         old = body.get("status") or {}
@@ -194,9 +218,9 @@ def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
 @kopf.on.create(*FLASKAPPS)
 @kopf.on.update(*FLASKAPPS)
 def reconcile_flaskapp(
-    namespace: str, name: str, flaskapp_db: Any, postgresserver_spec: Any, **_: Any
+    namespace: str, name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
 ) -> None:
-    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     result = run(namespace, name, indexes)
     if result is not None and result.retry_after:
         ready: Mapping[str, Any] = next(
@@ -208,17 +232,50 @@ def reconcile_flaskapp(
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 def child_changed(
-    namespace: str, labels: Mapping[str, str], flaskapp_db: Any, postgresserver_spec: Any, **_: Any
+    namespace: str,
+    labels: Mapping[str, str],
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    namespace_labels: Any,
+    **_: Any,
 ) -> None:
     # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop.
-    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     nudge(namespace, labels[names.LABEL_APP], indexes)
+
+
+@kopf.on.event(*NAMESPACES)
+def namespace_changed(
+    type: str | None,
+    name: str,
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    namespace_labels: Any,
+    **_: Any,
+) -> None:
+    # A label may now admit (or no longer admit) the namespace to a PostgresServer's allowedNamespaces.
+    # An event handler, not on.update: kopf would store its diffbase in an annotation on the namespace,
+    # which the operator may not patch. Only apps on servers that select namespaces are re-judged.
+    if type != "MODIFIED":
+        return
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
+    servers = _servers(postgresserver_spec)
+    for entry in _entries(flaskapp_db):
+        server = servers.get(entry.get("server") or "")
+        if (
+            entry["namespace"] == name
+            and server
+            and (server.get("allowedNamespaces") or {}).get("from") == "Selector"
+        ):
+            nudge(entry["namespace"], entry["name"], indexes)
 
 
 @kopf.on.create(*SERVERS)
 @kopf.on.update(*SERVERS)
-def server_changed(name: str, flaskapp_db: Any, postgresserver_spec: Any, **_: Any) -> None:
-    indexes = {"flaskapp_db": flaskapp_db, "postgresserver_spec": postgresserver_spec}
+def server_changed(
+    name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
+) -> None:
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     for entry in _entries(flaskapp_db):
         if entry.get("server") == name:
             nudge(entry["namespace"], entry["name"], indexes)
@@ -254,6 +311,7 @@ def validate_flaskapp(
     warnings: list[str],
     flaskapp_db: Any,
     postgresserver_spec: Any,
+    namespace_labels: Any,
     operation: str | None = None,
     old: Mapping[str, Any] | None = None,
     **_: Any,
@@ -263,8 +321,20 @@ def validate_flaskapp(
         # the release of an app that predates the webhook must pass, or its deletion would hang.
         return
     servers = _servers(postgresserver_spec)
-    others = inventory.other_apps(namespace or "", name or "", _entries(flaskapp_db), servers)
-    result = webhook.review(body, servers, others)
+    entries = _entries(flaskapp_db)
+    try:
+        result = webhook.review(
+            body,
+            servers,
+            inventory.other_apps(namespace or "", name or "", entries, servers),
+            namespace_labels=_labels_of(namespace_labels, namespace or ""),
+            server_ids=inventory.server_ids(entries),
+        )
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # The API server sends only schema-valid objects; anything else is a malformed review. Answer it
+        # plainly (400), never with a 500 and Python's text.
+        log.warning("malformed admission review", extra={"error": repr(exc)})
+        raise kopf.AdmissionError("malformed FlaskApp in the admission review", code=400) from None
     warnings.extend(result.warnings)
     if not result.allowed:
         raise kopf.AdmissionError(f"unsafe FlaskApp: {summary(result.violations)}", code=403)

@@ -21,8 +21,10 @@ def app_entry(
         "created": created,
         "environment": spec.get("environment", ""),
         "server": db.get("server"),
-        "dbname": db.get("name") or credentials.default_names(namespace, name)[0],
+        "dbname": credentials.names_for(namespace, name, db.get("name"))[0],
         "recorded": {k: recorded.get(k) for k in ("host", "port", "name")} if recorded.get("host") else None,
+        # PostgreSQL's system_identifier of the server the app was provisioned on (status.database).
+        "serverId": recorded.get("systemIdentifier"),
     }
 
 
@@ -32,7 +34,13 @@ def server_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
         "host": spec.get("host", ""),
         "port": int(spec.get("port") or 5432),
         "environments": tuple(spec.get("environments") or ()),
+        "allowedNamespaces": dict(spec.get("allowedNamespaces") or {}),
     }
+
+
+def server_ids(entries: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """PostgresServer name -> the system_identifier learnt when an app was provisioned on it."""
+    return {e["server"]: e["serverId"] for e in entries if e.get("server") and e.get("serverId")}
 
 
 def location(
@@ -65,7 +73,9 @@ def other_apps(
         if (e["namespace"], e["name"]) == (namespace, name):
             continue
         loc = location(e, servers)
-        if loc is not None and (near is None or loc == near):
+        # The same database name is the candidate: the rules then compare host/port or the server's
+        # system_identifier (two host names of one server are one server).
+        if loc is not None and (near is None or loc[2] == near[2]):
             out.append(
                 OtherApp(
                     e["namespace"],
@@ -74,6 +84,7 @@ def other_apps(
                     loc,
                     e.get("created", ""),
                     provisioned=bool(e.get("server")),
+                    server_id=e.get("serverId"),
                 )
             )
     return out

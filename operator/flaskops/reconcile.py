@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from . import conditions as c
-from . import credentials, dburl, manifests, migrations, names, rollout
+from . import credentials, dburl, manifests, migrations, names, ownership, rollout, tenancy
 from .kube import ApiException, Kube, decode_secret
-from .safety import OtherApp, Violation, check_pairing, provisioned_by, summary
+from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ MAX_FALLBACKS = 2
 # Annotation on a FlaskApp being deleted: "true" releases it without dropping the database.
 SKIP_DROP = f"{names.ANNOTATION_PREFIX}/skip-database-drop"
 RETRY_DATABASE_SECONDS = 10.0
+# The reason on a step's condition when a child's name is taken by an object this FlaskApp does not own.
+NOT_OWNED = "NotOwned"
 # HTTP statuses of a child the API server refuses as invalid (422 Invalid; 400 when it cannot decode it).
 INVALID = (400, 422)
 # A Delete-policy app whose server stays unreachable this long after deletion is released anyway
@@ -102,9 +104,15 @@ class Reconciler:
         now: Callable[[], str] = c.now_iso,
         connect_timeout: int = 5,
         gate: Callable[[str], AbstractContextManager[Any]] = lambda server: nullcontext(),
+        namespace_labels: Callable[[str], Mapping[str, str] | None] = lambda namespace: None,
+        server_id: Callable[[str], str | None] = lambda server: None,
     ) -> None:
         self.kube = kube
         self.others = others
+        # The labels of a namespace (for a PostgresServer's allowedNamespaces), None when unknown.
+        self.namespace_labels = namespace_labels
+        # A PostgresServer's system_identifier as learnt from earlier provisioning, None when unknown.
+        self.server_id = server_id
         self.now = now
         self.connect_timeout = connect_timeout
         # Bounds concurrent provisioning per PostgresServer: CREATE DATABASE serialises on the server
@@ -125,7 +133,7 @@ class Reconciler:
         rolled_out = False
         try:
             target = self._resolve(app)
-            self._check_safety(app, target, stamp=None)
+            self._check_safety(app, target, stamp=None, server_id=self._known_server_id(target))
             updates.append(
                 c.true(names.ENVIRONMENT_SAFE, "SafePairing", "the environment/database pairing is safe")
             )
@@ -149,7 +157,9 @@ class Reconciler:
             retry_after = halt.retry_after
             if not any(cond.type == names.AVAILABLE for cond in halt.conds):
                 # Whatever serves keeps serving untouched; Available still tells the truth about it.
-                current = rollout.view(self.kube.get("Deployment", app.namespace, app.name))
+                current = rollout.view(
+                    _owned_or_none(app, self.kube.get("Deployment", app.namespace, app.name))
+                )
                 updates.append(self._availability(app, status, current))
 
         conds = c.merge(old.get("conditions") or [], updates, app.generation, self.now())
@@ -177,11 +187,19 @@ class Reconciler:
                     )
                 )
             server = parse_postgresserver(obj)
-            dbname, role = (
-                (app.database.name, app.database.name)
-                if app.database.name
-                else credentials.default_names(app.namespace, app.name)
-            )
+            if not tenancy.admits(server.allowed_namespaces, self.namespace_labels(app.namespace)):
+                raise Halt(
+                    c.false(
+                        names.DATABASE_READY,
+                        tenancy.NAMESPACE_NOT_ALLOWED,
+                        tenancy.refusal_message(server.name, app.namespace),
+                    ),
+                    stalled=True,
+                )
+            dbname, role = credentials.names_for(app.namespace, app.name, app.database.name)
+            reserved = ownership.reserved_names(dbname, role)
+            if reserved is not None:
+                raise Halt(c.false(names.DATABASE_READY, reserved.reason, reserved.message), stalled=True)
             identity = dburl.DatabaseIdentity(server.host, server.port, dbname, role)
             return Target(identity, server, server.ssl_mode)
         ref = app.database.existing_secret
@@ -212,7 +230,12 @@ class Reconciler:
 
     # --- 2. safety ----------------------------------------------------------------------------------------
 
-    def _check_safety(self, app: FlaskAppSpec, target: Target, stamp: str | None) -> None:
+    def _known_server_id(self, target: Target) -> str | None:
+        return self.server_id(target.server.name) if target.server else None
+
+    def _check_safety(
+        self, app: FlaskAppSpec, target: Target, stamp: str | None, server_id: str | None = None
+    ) -> None:
         violations = check_pairing(
             app.environment,
             target.identity,
@@ -221,6 +244,7 @@ class Reconciler:
             others=self.others(app, target.identity),
             stamp=stamp,
             me=(app.created, app.namespace, app.name),
+            server_id=server_id,
         )
         if violations:
             raise _unsafe(violations)
@@ -231,12 +255,20 @@ class Reconciler:
         data = self.kube.read_secret_data(server.admin_secret_namespace, server.admin_secret_name)
         keys = (names.ADMIN_USERNAME_KEY, names.ADMIN_PASSWORD_KEY)
         if data is None or any(k not in data for k in keys):
+            # The tenant reads this: it names the server, not where its admin credentials live.
+            log.warning(
+                "admin secret missing",
+                extra={
+                    "postgresserver": server.name,
+                    "secret": f"{server.admin_secret_namespace}/{server.admin_secret_name}",
+                },
+            )
             raise Halt(
                 c.false(
                     names.DATABASE_READY,
                     "AdminSecretNotFound",
-                    f"PostgresServer '{server.name}' needs Secret "
-                    f"{server.admin_secret_namespace}/{server.admin_secret_name} with keys {list(keys)}",
+                    f"the admin Secret of PostgresServer '{server.name}' is missing or lacks the keys "
+                    f"{list(keys)}; the cluster admin must create it (see its spec.adminSecretRef)",
                 ),
                 retry_after=RETRY_DATABASE_SECONDS,
             )
@@ -254,8 +286,10 @@ class Reconciler:
     ) -> list[Mapping[str, str]]:
         """Provision role + database and write the Secrets; returns the Secret data the pods read."""
         ident = target.identity
+        server_id = ((status.get("database") or {}).get("systemIdentifier")) if fresh else None
         if target.server is not None:
-            db_data = self._provision(app, target, events, fresh=fresh)
+            db_data, learnt = self._provision(app, target, events, fresh=fresh)
+            server_id = learnt or server_id
             secret_name = names.db_secret_name(app.name)
         else:
             secret_name = app.database.existing_secret.name  # type: ignore[union-attr]
@@ -268,16 +302,21 @@ class Reconciler:
             "name": ident.dbname,
             "user": ident.user,
         }
+        if server_id:
+            status["database"]["systemIdentifier"] = server_id
         return [db_data, key_data]
 
     def _provision(
         self, app: FlaskAppSpec, target: Target, events: list[Event], *, fresh: bool
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], str | None]:
+        """The `<app>-db` Secret's data, and the server's system_identifier when PostgreSQL was asked."""
         server = target.server
         assert server is not None
         ident = target.identity
         secret_name = names.db_secret_name(app.name)
-        existing = self.kube.read_secret_data(app.namespace, secret_name)
+        obj = self.kube.get("Secret", app.namespace, secret_name)
+        _require_owned(app, obj, names.DATABASE_READY, "Secret", secret_name)
+        existing = decode_secret(obj)
         want = dburl.db_secret_data(
             ident.host,
             ident.port,
@@ -289,31 +328,30 @@ class Reconciler:
         if fresh and existing == want:
             # Provisioned for this generation and the Secret is intact: no need to reach PostgreSQL again
             # (child events re-run reconcile often; a spec change re-provisions, re-checking S6 first).
-            return dict(existing)
-        owner = provisioned_by(ident, self.others(app, ident), (app.created, app.namespace, app.name))
-        if owner is not None:
-            raise Halt(
-                c.false(
-                    names.DATABASE_READY,
-                    "DatabaseInUse",
-                    f"database '{ident.dbname}' on {ident.host}:{ident.port} is provisioned for FlaskApp "
-                    f"{owner.namespace}/{owner.name}; choose another spec.database.name, or share it through "
-                    "spec.database.existingSecret",
-                ),
-                stalled=True,
-            )
+            return dict(existing), None
         admin = self._admin(server)
         # The password is generated once and never regenerated while its Secret exists. It is (re)applied
         # to the role on every provisioning pass, so a role that outlived its Secret (Retain, then the app
         # was re-created) gets the Secret's password rather than keeping an unknown one.
         password = (existing or {}).get("password") or credentials.generate_password()
-        result = self._ensure_database(admin, server, app, ident, password)
-        # The database first, then the Secret: a refused pairing (S6 below) must leave nothing behind.
-        self._check_safety(app, target, stamp=result.stamp)
+        # Rules S5 (by the server's system_identifier) and S6 (the database's stamp) are judged inside the
+        # provisioning session, before it writes anything: a refused pairing leaves nothing behind.
+        result = self._ensure_database(admin, server, app, target, password)
         if result.database_created:
             events.append(
                 Event(
                     "Normal", "DatabaseCreated", f"created database '{ident.dbname}' and role '{ident.user}'"
+                )
+            )
+        if result.adopted:
+            events.append(
+                Event(
+                    "Warning",
+                    "DatabaseAdopted",
+                    f"adopted existing role '{ident.user}' and database '{ident.dbname}' "
+                    "(spec.database.adoptExisting): the role's password was replaced by the one in Secret "
+                    f"'{secret_name}' — clients still using the old password are locked out — and both now "
+                    "record this FlaskApp as their owner",
                 )
             )
         data = dburl.db_secret_data(
@@ -323,44 +361,56 @@ class Reconciler:
         if not won:
             # Another writer created the Secret between our read and our create: its password is the one.
             data = self.kube.read_secret_data(app.namespace, secret_name) or data
-            self._ensure_database(admin, server, app, ident, data["password"])
-        return data
+            self._ensure_database(admin, server, app, target, data["password"])
+        return data, result.system_identifier
 
     def _ensure_database(
         self,
         admin: credentials.AdminConnection,
         server: PostgresServerSpec,
         app: FlaskAppSpec,
-        ident: dburl.DatabaseIdentity,
+        target: Target,
         password: str,
     ) -> credentials.ProvisionResult:
+        ident = target.identity
+        claim = ownership.Claim(
+            owner=_owner(app),
+            dbname=ident.dbname,
+            role=ident.user,
+            adopt=app.database.adopt_existing,
+            adoptable=tenancy.adoptable(server.adoptable_databases, app.namespace, ident.dbname),
+        )
+
+        def judge(server_id: str | None, stamp: str | None) -> None:
+            self._check_safety(app, target, stamp=stamp, server_id=server_id)
+
         try:
             with self.gate(server.name):
-                result = credentials.ensure_database(
-                    admin, ident.dbname, ident.user, password, app.environment, set_password=True
-                )
+                return credentials.ensure_database(admin, claim, password, check=judge)
+        except credentials.NotOwned as exc:
+            log.warning(
+                "refused to touch a database or role",
+                extra={"namespace": app.namespace, "flaskapp": app.name, "why": exc.reason},
+            )
+            raise Halt(
+                c.false(names.DATABASE_READY, exc.condition_reason, exc.public), stalled=True
+            ) from None
         except credentials.DatabaseUnavailable as exc:
+            # The whole story (admin role, server text) goes to the operator's log; the tenant gets `public`.
+            log.warning(
+                "provisioning failed",
+                extra={"namespace": app.namespace, "flaskapp": app.name, "why": exc.reason},
+            )
             raise Halt(
                 c.false(
                     names.DATABASE_READY,
                     exc.condition_reason,
-                    f"PostgresServer '{server.name}': {exc.reason}",
+                    f"PostgresServer '{server.name}': {exc.public}",
                 ),
                 retry_after=RETRY_DATABASE_SECONDS,
             ) from None
         except ValueError as exc:
             raise Halt(c.false(names.DATABASE_READY, "InvalidDatabaseName", str(exc)), stalled=True) from None
-        if result.owner != ident.user:
-            raise Halt(
-                c.false(
-                    names.DATABASE_READY,
-                    "DatabaseOwnedElsewhere",
-                    f"database '{ident.dbname}' exists and belongs to role '{result.owner}', not "
-                    f"'{ident.user}'; choose another spec.database.name",
-                ),
-                stalled=True,
-            )
-        return result
 
     def _secret_key(self, app: FlaskAppSpec, events: list[Event]) -> Mapping[str, str]:
         if app.secret_key_ref is not None:
@@ -378,6 +428,7 @@ class Reconciler:
             return {"SECRET_KEY": manifests.digest(data[app.secret_key_ref.key])}
         name = names.secret_key_secret_name(app.name)
         obj = self.kube.get("Secret", app.namespace, name)
+        _require_owned(app, obj, names.DATABASE_READY, "Secret", name)
         existing = decode_secret(obj)
         rotation = app.secret_key_rotation or ""
         seen_rotation = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(ROTATION, "")
@@ -437,7 +488,12 @@ class Reconciler:
         retry = ((body.get("metadata") or {}).get("annotations") or {}).get(RETRY_MIGRATION, "")
         job_body = manifests.migration_job(app, retry=retry)
         job_name = job_body["metadata"]["name"]
-        jobs = self.kube.list("Job", app.namespace, selector=_selector(app, "migration"))
+        # Only Jobs this app owns count: one that merely carries our labels is never waited on or deleted.
+        jobs = [
+            j
+            for j in self.kube.list("Job", app.namespace, selector=_selector(app, "migration"))
+            if _owned_or_none(app, j) is not None
+        ]
         mine = next((j for j in jobs if j["metadata"]["name"] == job_name), None)
         if mine is None:
             busy = migrations.running_other_than(jobs, job_name)
@@ -456,6 +512,7 @@ class Reconciler:
                 if exc.status != 409:
                     raise
                 mine = self.kube.get("Job", app.namespace, job_name) or job_body
+                _require_owned(app, mine, names.MIGRATED, "Job", job_name)
             events.append(Event("Normal", "MigrationStarted", f"started Job '{job_name}' with {app.image}"))
         job = migrations.view(mine)
         status["migration"] = {
@@ -501,6 +558,7 @@ class Reconciler:
     ) -> tuple[c.Condition, bool]:
         """Apply the Deployment and Service; the Available condition and whether the rollout is complete."""
         current = self.kube.get("Deployment", app.namespace, app.name)
+        _require_owned(app, current, names.AVAILABLE, "Deployment", app.name)
         if status.get("migratedImage") != app.image:
             # No rollout before the migration succeeded: whatever serves now keeps serving untouched.
             return self._availability(app, status, rollout.view(current)), False
@@ -520,7 +578,9 @@ class Reconciler:
                 )
             current = self.kube.get("Deployment", app.namespace, app.name)
         svc = manifests.service(app)
-        self._apply_if_changed(svc, self.kube.get("Service", app.namespace, app.name))
+        svc_current = self.kube.get("Service", app.namespace, app.name)
+        _require_owned(app, svc_current, names.AVAILABLE, "Service", app.name)
+        self._apply_if_changed(svc, svc_current)
         view = rollout.view(current)
         return self._availability(app, status, view), view.rolled_out and view.image == app.image
 
@@ -582,27 +642,60 @@ class Reconciler:
             return True, [Event("Warning", "DatabaseNotDropped", msg)]
         dbname = target.identity.dbname
         try:
-            credentials.drop_database(admin, dbname, target.identity.user, environment=app.environment)
-        except credentials.DatabaseNotOwned as exc:
-            # Not this app's database (another owner or environment): never drop it, never block on it.
-            return True, [Event("Warning", "DatabaseNotDropped", f"database '{dbname}' kept: {exc.reason}")]
+            credentials.drop_database(admin, _owner(app), dbname, target.identity.user)
+        except credentials.NotOwned as exc:
+            # Not this app's database or role (no record of this app's UID): never drop, never block on it.
+            return True, [Event("Warning", "DatabaseNotDropped", f"database '{dbname}' kept: {exc.public}")]
         except credentials.DatabaseUnavailable as exc:
+            log.warning(
+                "drop failed",
+                extra={"namespace": app.namespace, "flaskapp": app.name, "why": exc.reason},
+            )
             if _age_seconds(meta.get("deletionTimestamp"), self.now()) > DROP_DEADLINE_SECONDS:
                 return True, [
                     Event(
                         "Warning",
                         "DatabaseNotDropped",
-                        f"gave up after {DROP_DEADLINE_SECONDS}s ({exc.reason}); drop database '{dbname}' "
+                        f"gave up after {DROP_DEADLINE_SECONDS}s ({exc.public}); drop database '{dbname}' "
                         f"and role '{target.identity.user}' on {target.identity.host} by hand",
                     )
                 ]
-            return False, [Event("Warning", "DatabaseDropFailed", f"will retry: {exc.reason}")]
+            return False, [Event("Warning", "DatabaseDropFailed", f"will retry: {exc.public}")]
         return True, [
             Event("Normal", "DatabaseDropped", f"dropped database '{dbname}' (deletionPolicy: Delete)")
         ]
 
 
 # --- pure helpers ----------------------------------------------------------------------------------------
+
+
+def _owner(app: FlaskAppSpec) -> ownership.Owner:
+    return ownership.Owner(namespace=app.namespace, name=app.name, uid=app.uid, environment=app.environment)
+
+
+def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The object when this FlaskApp owns it (an ownerReference with its UID), else None."""
+    if obj is None:
+        return None
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return obj if any(ref.get("uid") == app.uid for ref in refs) else None
+
+
+def _require_owned(
+    app: FlaskAppSpec, obj: Mapping[str, Any] | None, type_: str, kind: str, name: str
+) -> None:
+    """Halt when a child's name is taken by an object this FlaskApp does not own: never overwrite, adopt
+    or delete it (Knative's NotOwned)."""
+    if obj is not None and _owned_or_none(app, obj) is None:
+        raise Halt(
+            c.false(
+                type_,
+                NOT_OWNED,
+                f"{kind} '{name}' exists and is not owned by this FlaskApp; flaskops never overwrites, adopts "
+                f"or deletes it — delete or rename that {kind}, or rename the FlaskApp",
+            ),
+            stalled=True,
+        )
 
 
 def _fresh(conds: Iterable[Mapping[str, Any]], type_: str, generation: int) -> bool:

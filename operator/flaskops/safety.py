@@ -35,25 +35,16 @@ class OtherApp:
     created: str = ""
     # Whether the operator provisions its role (database.server) rather than the user (existingSecret).
     provisioned: bool = False
+    # PostgreSQL's system_identifier of its server, once the operator has connected to it.
+    server_id: str | None = None
 
 
-def provisioned_by(
-    identity: DatabaseIdentity, others: Iterable[OtherApp], me: tuple[str, str, str]
-) -> OtherApp | None:
-    """The earlier FlaskApp whose role the operator already provisions on this database, if any.
-
-    One provisioned database has one owner app: a second app would re-apply its own password to the
-    shared role and lock the first one out. Apps that share a database use existingSecret instead.
-    """
-    earlier = sorted(
-        (
-            o
-            for o in others
-            if o.provisioned and o.location == location(identity) and (o.created, o.namespace, o.name) < me
-        ),
-        key=lambda o: (o.created, o.namespace, o.name),
-    )
-    return earlier[0] if earlier else None
+def same_database(other: OtherApp, identity: DatabaseIdentity, server_id: str | None = None) -> bool:
+    """Whether `other` uses the database `identity` names: the same host, port and name — or the same
+    name on the same server by its system_identifier, whatever host name each PostgresServer uses."""
+    if other.location == location(identity):
+        return True
+    return bool(server_id) and other.server_id == server_id and other.location[2] == identity.dbname
 
 
 @dataclass(frozen=True)
@@ -94,11 +85,14 @@ def check_pairing(
     stamp: str | None = None,
     rules: Iterable[str] = ("S1", "S2", "S3", "S4", "S5", "S6"),
     me: tuple[str, str, str] | None = None,
+    server_id: str | None = None,
 ) -> list[Violation]:
     """Every pairing rule the app breaks, in rule order; an empty list means the pairing is safe.
 
     `me` is (creationTimestamp, namespace, name) of the app judged, when it exists already: for S5 only
-    apps that came before it count, so the first user of a database keeps it.
+    apps that came before it count, so the first user of a database keeps it. `server_id` is the
+    system_identifier of the app's server when known. Messages name nothing of other apps: a tenant
+    reads them.
     """
     wanted = set(rules)
     found: list[Violation] = []
@@ -138,19 +132,18 @@ def check_pairing(
             (
                 o
                 for o in others
-                if o.location == location(identity)
+                if same_database(o, identity, server_id)
                 and o.environment != environment
                 and (me is None or (o.created, o.namespace, o.name) < me)
             ),
             key=lambda o: (o.namespace, o.name),
         )
         if clash:
-            o = clash[0]
             found.append(
                 Violation(
                     "S5",
                     f"database '{identity.dbname}' on {identity.host}:{identity.port} is already used by "
-                    f"FlaskApp {o.namespace}/{o.name} in environment '{o.environment}'",
+                    f"another FlaskApp in environment '{clash[0].environment}'",
                 )
             )
     if "S6" in wanted and stamp is not None and stamp != environment:

@@ -45,6 +45,8 @@ class Database:
     existing_secret: SecretKeyRef | None
     name: str | None
     deletion_policy: str
+    # The tenant's opt-in to adopt a role/database flaskops did not create (the server must consent too).
+    adopt_existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class PostgresServerSpec:
     admin_secret_namespace: str
     admin_secret_name: str
     environments: tuple[str, ...]
+    # Gateway API shape: {"from": "All" | "Selector", "selector": metav1.LabelSelector}.
+    allowed_namespaces: Mapping[str, Any] = field(default_factory=dict)
+    # [{"namespace": ..., "name": ...}]: brownfield databases a namespace may adopt.
+    adoptable_databases: tuple[Mapping[str, str], ...] = ()
 
 
 def _ref(raw: Mapping[str, Any] | None, default_key: str) -> SecretKeyRef | None:
@@ -142,6 +148,7 @@ def parse_flaskapp(body: Mapping[str, Any]) -> FlaskAppSpec:
             existing_secret=_ref(db.get("existingSecret"), DEFAULT_EXISTING_SECRET_KEY),
             name=db.get("name"),
             deletion_policy=str(db.get("deletionPolicy") or DEFAULT_DELETION_POLICY),
+            adopt_existing=bool(db.get("adoptExisting", False)),
         ),
         migrations=Migrations(
             enabled=bool(mig.get("enabled", True)),
@@ -174,4 +181,6 @@ def parse_postgresserver(body: Mapping[str, Any]) -> PostgresServerSpec:
         admin_secret_namespace=str(ref.get("namespace", "")),
         admin_secret_name=str(ref.get("name", "")),
         environments=tuple(spec.get("environments") or ()),
+        allowed_namespaces=dict(spec.get("allowedNamespaces") or {}),
+        adoptable_databases=tuple(dict(e) for e in spec.get("adoptableDatabases") or ()),
     )

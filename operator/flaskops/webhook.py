@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import credentials, dburl
+from . import credentials, dburl, ownership, tenancy
 from .safety import WEBHOOK_RULES, OtherApp, Violation, check_pairing
 from .spec import parse_flaskapp
 
@@ -25,8 +25,16 @@ def review(
     body: Mapping[str, Any],
     servers: Mapping[str, Mapping[str, Any]],
     others: Iterable[OtherApp],
+    *,
+    namespace_labels: Mapping[str, str] | None = None,
+    server_ids: Mapping[str, str] | None = None,
 ) -> Review:
-    """The same rules reconcile enforces (S1-S5; S6 needs the database), and advice that does not block."""
+    """The same rules reconcile enforces, and advice that does not block.
+
+    Judged here: the pairing rules S1-S5 (S6 needs the database), reserved database/role names, and the
+    PostgresServer's allowedNamespaces for the app's namespace (`namespace_labels` None: not seen yet).
+    Ownership of an existing role or database needs the server and is judged by reconcile.
+    """
     app = parse_flaskapp(body)
     out = Review()
     if app.environment == "production" and app.database.deletion_policy == "Delete":
@@ -39,10 +47,15 @@ def review(
                 f"PostgresServer '{app.database.server}' does not exist yet; the app waits for it"
             )
         else:
-            dbname, role = (
-                (app.database.name, app.database.name)
-                if app.database.name
-                else credentials.default_names(app.namespace or "default", app.name or "unnamed")
+            if not tenancy.admits(server.get("allowedNamespaces"), namespace_labels):
+                out.violations.append(
+                    Violation(
+                        tenancy.NAMESPACE_NOT_ALLOWED,
+                        tenancy.refusal_message(app.database.server, app.namespace),
+                    )
+                )
+            dbname, role = credentials.names_for(
+                app.namespace or "default", app.name or "unnamed", app.database.name
             )
             identity = dburl.DatabaseIdentity(server["host"], int(server["port"]), dbname, role)
             out.violations.extend(
@@ -53,8 +66,13 @@ def review(
                     server_environments=server["environments"],
                     others=others,
                     rules=WEBHOOK_RULES,
+                    server_id=(server_ids or {}).get(app.database.server),
                 )
             )
+    if app.database.name:
+        reserved = ownership.reserved_names(app.database.name, app.database.name)
+        if reserved is not None:
+            out.violations.append(Violation(reserved.reason, reserved.message))
     else:
         out.warnings.append(
             "database.existingSecret: the pairing rules are checked when the operator reads the Secret, "
@@ -68,3 +86,35 @@ def review(
         if not app.migrations.enabled:
             out.warnings.append("spec.migrations.enabled is false: schema changes will not be applied")
     return out
+
+
+def malformed_review(data: Any) -> str | None:
+    """What is wrong with an AdmissionReview body (admission.k8s.io/v1), or None when it is well formed.
+
+    The API server always sends well-formed reviews; anything else reaching the port is answered with a
+    plain 400 naming the first problem, never a 500 (the shape: Kubernetes' "Dynamic Admission Control").
+    """
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    if data.get("apiVersion") != "admission.k8s.io/v1" or data.get("kind") != "AdmissionReview":
+        return "the body is not an admission.k8s.io/v1 AdmissionReview"
+    request = data.get("request")
+    if not isinstance(request, dict):
+        return "request is missing or not an object"
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        return "request.uid is missing"
+    if request.get("operation") not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
+        return "request.operation is not CREATE, UPDATE, DELETE or CONNECT"
+    if not isinstance(request.get("userInfo"), dict):
+        return "request.userInfo is missing or not an object"
+    resource = request.get("resource")
+    if not isinstance(resource, dict) or not all(
+        isinstance(resource.get(k), str) for k in ("group", "version", "resource")
+    ):
+        return "request.resource must have group, version and resource"
+    for key in ("object", "oldObject"):
+        if request.get(key) is not None and not isinstance(request[key], dict):
+            return f"request.{key} is not an object"
+    if request.get("object") is None and request.get("oldObject") is None:
+        return "request has neither object nor oldObject"
+    return None

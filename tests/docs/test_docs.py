@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from flaskops import safety
+from flaskops import ownership, safety
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference.md"
@@ -127,37 +127,61 @@ def section_names(heading: str) -> set[str]:
     return set(re.findall(r"^\| `([A-Za-z]+)` \|", body, re.MULTILINE))
 
 
-def literals(expr: ast.expr) -> set[str]:
-    """The strings an expression can evaluate to when written as literals: "A", or "A" if x else "B"."""
+Constants = dict[tuple[str, str], str]
+
+
+def module_constants() -> Constants:
+    """(module, NAME) -> value of every module-level `NAME = "text"` in the operator."""
+    found: Constants = {}
+    for path in OPERATOR.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and isinstance(node.value.value, str):
+                        found[(path.stem, target.id)] = node.value.value
+    return found
+
+
+def literals(expr: ast.expr, module: str, constants: Constants) -> set[str]:
+    """The strings an expression can be, when it is written as a literal or a module constant:
+    "A", "A" if x else "B", NAME, other_module.NAME."""
     if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
         return {expr.value}
     if isinstance(expr, ast.IfExp):
-        return literals(expr.body) | literals(expr.orelse)
+        return literals(expr.body, module, constants) | literals(expr.orelse, module, constants)
+    if isinstance(expr, ast.Name) and (module, expr.id) in constants:
+        return {constants[(module, expr.id)]}
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+        value = constants.get((expr.value.id, expr.attr))
+        return {value} if value is not None else set()
     return set()
 
 
 def operator_names() -> tuple[set[str], set[str]]:
-    """(condition reasons, Event reasons) written as literals anywhere in the operator."""
-    reasons: set[str] = set()
+    """(condition reasons, Event reasons) the operator can write, found in its source."""
+    constants = module_constants()
+    # Refusals pick their reason at run time from this tuple (ownership.refusal()).
+    reasons: set[str] = set(ownership.REFUSAL_REASONS)
     events: set[str] = set()
     for path in OPERATOR.glob("*.py"):
+        module = path.stem
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and len(node.args) >= 2:
                 name = (
                     node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
                 )
                 if name in ("true", "false", "unknown"):  # conditions.true(type, reason, message)
-                    reasons |= literals(node.args[1])
+                    reasons |= literals(node.args[1], module, constants)
                 elif name == "Event":  # Event(type, reason, message)
-                    events |= literals(node.args[1])
+                    events |= literals(node.args[1], module, constants)
             elif isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "condition_reason" for t in node.targets
             ):
-                reasons |= literals(node.value)
+                reasons |= literals(node.value, module, constants)
             elif isinstance(node, ast.Dict):  # {"reason": "Pending", ...}: a summary's own reason
                 for key, value in zip(node.keys, node.values, strict=True):
-                    if isinstance(key, ast.Constant) and key.value == "reason":
-                        reasons |= literals(value)
+                    if isinstance(key, ast.Constant) and key.value == "reason" and value is not None:
+                        reasons |= literals(value, module, constants)
     return reasons, events
 
 

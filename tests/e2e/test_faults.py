@@ -716,6 +716,32 @@ def test_secrets_never_appear_in_logs_events_or_status(
     SEEN_SECRETS.add(postgres.password)
     secret_data(kube, ns, names.db_secret_name("vault"))
 
+    # The ownership refusals and an admin Secret with a wrong password: their messages carry no secret.
+    wrong = f"wrong-{secrets.token_urlsafe(12)}"
+    SEEN_SECRETS.add(wrong)
+    client.CoreV1Api(kube.api).create_namespaced_secret(
+        "flaskops-system",
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"wrong-{ns}"),
+            string_data={"username": postgres.superuser, "password": wrong},
+        ),
+    )
+    locked = make_server(["production"])
+    kube.kubectl(
+        "patch",
+        "postgresserver",
+        locked,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"adminSecretRef": {"namespace": "flaskops-system", "name": f"wrong-{ns}"}}}),
+    )
+    apps.apply(flaskapp("locked", ns, server=locked))
+    apps.wait_reason(ns, "locked", names.DATABASE_READY, "AdminAuthFailed", timeout=60)
+    vault_db = apps.get(ns, "vault")["spec"]["database"]["name"]
+    apps.apply(flaskapp("squatter", ns, server=server, dbname=vault_db))
+    apps.wait_reason(ns, "squatter", names.DATABASE_READY, "RoleOwnedElsewhere", timeout=60)
+    kube.kubectl("delete", "secret", f"wrong-{ns}", "-n", "flaskops-system")
+
     # Every Secret the operator generated that still exists, in any namespace (the whole session's apps).
     managed = client.CoreV1Api(kube.api).list_secret_for_all_namespaces(
         label_selector=f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"

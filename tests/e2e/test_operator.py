@@ -16,7 +16,7 @@ import yaml
 from e2e_support import ROOT, Apps, OperatorProcess, flaskapp, free_port
 from kubernetes import client
 
-from flaskops import credentials, names
+from flaskops import credentials, names, ownership
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 
@@ -222,7 +222,8 @@ def test_s5_one_database_two_environments(apps: Apps, ns: str, make_server: Any)
     apps.wait(ns, "first", timeout=180)
     apps.apply(flaskapp("second", ns, server=server, environment="development", dbname=shared))
     cond = apps.wait_reason(ns, "second", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
-    assert "S5" in cond["message"] and f"{ns}/first" in cond["message"]
+    assert "S5" in cond["message"] and "testing" in cond["message"]
+    assert ns not in cond["message"] and "first" not in cond["message"]  # nothing of the other app
     first_ready = apps.condition(ns, "first", names.READY)
     assert first_ready["status"] == "True", first_ready
 
@@ -235,8 +236,11 @@ def test_s6_database_stamped_for_another_environment(
     admin = credentials.AdminConnection(
         postgres.host, postgres.port, "disable", postgres.superuser, postgres.password
     )
+    # The database a production app of the same namespace/name kept (Retain) before it was deleted:
+    # re-created as a testing app, it would re-attach to production data.
+    retained = ownership.Owner(ns, "intruder", "uid-of-the-deleted-app", "production")
     credentials.ensure_database(
-        admin, dbname, dbname, "pw-" + secrets.token_hex(8), "production", set_password=True
+        admin, ownership.Claim(retained, dbname, dbname), "pw-" + secrets.token_hex(8), set_password=True
     )
     server = make_server(["development", "testing"])
     apps.apply(flaskapp("intruder", ns, server=server, environment="testing", dbname=dbname))
@@ -527,8 +531,8 @@ def test_second_app_cannot_take_over_a_provisioned_database(
     apps.wait(ns, "web", timeout=180)
     password = secret_data(kube, ns, names.db_secret_name("web"))["password"]
     apps.apply(flaskapp("worker", ns, server=server, environment="testing", dbname=shared))
-    cond = apps.wait_reason(ns, "worker", names.DATABASE_READY, "DatabaseInUse")
-    assert f"{ns}/web" in cond["message"] and "existingSecret" in cond["message"]
+    cond = apps.wait_reason(ns, "worker", names.DATABASE_READY, "RoleOwnedElsewhere")
+    assert "another FlaskApp" in cond["message"] and "web" not in cond["message"]
     assert apps.condition(ns, "worker", names.STALLED)["status"] == "True"
     assert secret_data(kube, ns, names.db_secret_name("web"))["password"] == password
     with psycopg.connect(secret_data(kube, ns, names.db_secret_name("web"))["DATABASE_URL"]) as conn:

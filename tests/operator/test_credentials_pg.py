@@ -13,19 +13,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from flaskops import credentials, ownership
 from flaskops.credentials import (
     AdminAuthFailed,
     AdminConnection,
     AdminPermissionDenied,
-    DatabaseNotOwned,
     DatabaseUnavailable,
+    NotOwned,
     ProvisionResult,
     _create_database,
     _create_role,
     database_url,
     default_names,
-    drop_database,
-    ensure_database,
     generate_password,
     read_stamp,
     stamp_for,
@@ -47,6 +46,33 @@ def _forget(postgres: PostgresTarget, dbname: str, role: str) -> None:
     with _superuser(postgres) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _owner(environment: str = "testing", *, uid: str = "uid-1", namespace: str = "shop") -> ownership.Owner:
+    return ownership.Owner(namespace, "guestbook", uid, environment)
+
+
+def ensure_database(
+    admin: AdminConnection,
+    dbname: str,
+    role: str,
+    password: str,
+    environment: str,
+    *,
+    set_password: bool,
+    owner: ownership.Owner | None = None,
+    adopt: bool = False,
+    adoptable: bool = False,
+) -> ProvisionResult:
+    """The operator's call, with the app identity the tests mostly do not care about filled in."""
+    claim = ownership.Claim(owner or _owner(environment), dbname, role, adopt=adopt, adoptable=adoptable)
+    return credentials.ensure_database(admin, claim, password, set_password=set_password)
+
+
+def drop_database(
+    admin: AdminConnection, dbname: str, role: str, *, owner: ownership.Owner | None = None
+) -> None:
+    credentials.drop_database(admin, owner or _owner(), dbname, role)
 
 
 class AppNames:
@@ -140,7 +166,9 @@ def test_role_logs_in_over_tcp_and_owns_its_database(
         comment = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
         ).fetchone()
-    assert comment == (stamp_for("production"),)
+    assert comment is not None
+    assert ownership.parse_record(comment[0]) == ownership.Record("production", "shop", "guestbook", "uid-1")
+    assert stamp_for("production") in comment[0].splitlines()
 
 
 def test_role_is_not_privileged_and_cannot_reach_another_apps_database(
@@ -206,36 +234,50 @@ def test_a_foreign_stamp_is_reported_and_never_overwritten(
     assert not result.changed  # refused before touching anything, the password included
     assert read_stamp(admin, dbname) == "testing"
     _login(postgres, dbname, role, password).close()
-    # Nor may the other environment's deletion take the database with it.
-    with pytest.raises(DatabaseNotOwned, match="stamped for environment 'testing'") as info:
-        drop_database(admin, dbname, role, environment="production")
+    # Nor may another app's deletion take the database with it.
+    with pytest.raises(NotOwned, match="not recorded as this app's") as info:
+        drop_database(admin, dbname, role, owner=_owner("production", uid="uid-2"))
     assert info.value.condition_reason == "DatabaseOwnedElsewhere"
     assert _exists(postgres, dbname, role) == (True, True)
 
 
-def test_a_persons_comment_is_kept_beside_the_stamp(
+def test_a_persons_comment_is_kept_beside_the_record(
     postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
 ) -> None:
     dbname, role = app_names()
+    ensure_database(admin, dbname, role, generate_password(), "production", set_password=True)
     with _superuser(postgres) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
         conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role))
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(dbname),
+                sql.Literal("legacy shop data\n" + ownership.record_comment(_owner("production"))),
+            )
         )
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'legacy shop data'").format(sql.Identifier(dbname)))
+    owner = _owner("production", uid="uid-2")  # the same app, deleted and re-created (Retain)
 
-    result = ensure_database(admin, dbname, role, generate_password(), "production", set_password=True)
+    result = ensure_database(
+        admin, dbname, role, generate_password(), "production", set_password=True, owner=owner
+    )
 
     assert result.stamped and result.stamp == "production" and not result.database_created
-    with _superuser(postgres) as conn:
-        row = conn.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
-        ).fetchone()
-    assert row is not None and row[0].splitlines()[0] == "legacy shop data"
+    row = _comments(postgres, dbname, role)[0]
+    assert row is not None and row.splitlines()[0] == "legacy shop data"
+    assert ownership.parse_record(row).uid == "uid-2"
     assert read_stamp(admin, dbname) == "production"
 
 
-def test_a_database_owned_by_another_role_is_reported_and_left_alone(
+def _comments(postgres: PostgresTarget, dbname: str, role: str) -> tuple[str | None, str | None]:
+    with _superuser(postgres) as conn:
+        db = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
+        ).fetchone()
+        rl = conn.execute(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
+    return (db[0] if db else None, rl[0] if rl else None)
+
+
+def test_a_database_owned_by_another_role_is_refused_and_left_alone(
     postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
 ) -> None:
     dbname, role = app_names()
@@ -246,11 +288,14 @@ def test_a_database_owned_by_another_role_is_reported_and_left_alone(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(other))
         )
 
-    result = ensure_database(admin, dbname, role, generate_password(), "testing", set_password=False)
+    with pytest.raises(NotOwned) as info:
+        ensure_database(admin, dbname, role, generate_password(), "testing", set_password=False)
 
-    assert result.owner == other and result.stamp is None and not result.changed
+    assert info.value.condition_reason == "DatabaseOwnedElsewhere"
+    assert other not in info.value.public  # the tenant learns nothing of who owns it
+    assert _exists(postgres, dbname, role) == (True, False)
     assert read_stamp(admin, dbname) is None
-    with pytest.raises(DatabaseNotOwned, match="refusing to drop"):
+    with pytest.raises(NotOwned, match="refusing to drop"):
         drop_database(admin, dbname, role)
     assert _exists(postgres, dbname, other) == (True, True)
 
@@ -263,7 +308,7 @@ def test_drop_removes_database_and_role_even_when_connected_and_is_idempotent(
     ensure_database(admin, dbname, role, password, "testing", set_password=False)
     app_session = _login(postgres, dbname, role, password)  # the app's pool, still open
 
-    drop_database(admin, dbname, role, environment="testing")
+    drop_database(admin, dbname, role)
 
     assert _exists(postgres, dbname, role) == (False, False)
     with pytest.raises(psycopg.OperationalError):
@@ -389,4 +434,194 @@ def test_an_admin_without_createrole_is_told_what_it_lacks(
 
     assert info.value.condition_reason == "AdminPermissionDenied"
     assert admin_password not in str(info.value)
+    assert _exists(postgres, dbname, role) == (False, False)
+
+
+# --- ownership: what a hostile tenant may name -----------------------------------------------------------
+
+
+def test_the_admin_and_system_names_are_never_touched(
+    postgres: PostgresTarget, admin: AdminConnection
+) -> None:
+    for dbname, role in (("postgres", "postgres"), ("template1", "template1"), ("shop", "pg_monitor")):
+        with pytest.raises(NotOwned) as info:
+            ensure_database(admin, dbname, role, generate_password(), "testing", set_password=True)
+        assert info.value.condition_reason == "ReservedName"
+        with pytest.raises(NotOwned):
+            drop_database(admin, dbname, role)
+    # The admin still logs in with its own password and is still a superuser.
+    assert _role_attributes(postgres, postgres.superuser)["rolsuper"] is True
+    assert _role_attributes(postgres, postgres.superuser)["rolcanlogin"] is True
+    _superuser(postgres).close()
+
+
+def test_a_privileged_role_by_any_name_is_reserved(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    for attribute in ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS"):
+        dbname, role = app_names()
+        password = generate_password()
+        with _superuser(postgres) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.SQL(attribute), sql.Literal(password)
+                )
+            )
+
+        with pytest.raises(NotOwned) as info:
+            ensure_database(admin, dbname, role, generate_password(), "testing", set_password=True)
+        assert info.value.condition_reason == "ReservedName", attribute
+        # Even with the tenant's and the admin's consent to adopt.
+        with pytest.raises(NotOwned):
+            ensure_database(
+                admin,
+                dbname,
+                role,
+                generate_password(),
+                "testing",
+                set_password=True,
+                adopt=True,
+                adoptable=True,
+            )
+        _login(postgres, "postgres", role, password).close()  # its password still works
+        assert _exists(postgres, dbname, role) == (False, True)
+
+
+def test_another_apps_database_is_neither_taken_nor_dropped(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+    team_b = ownership.Owner("team-b", "shop", "uid-b", "testing")
+    team_a = ownership.Owner("team-a", "shop", "uid-a", "testing")
+    password_b = generate_password()
+    ensure_database(admin, dbname, role, password_b, "testing", set_password=True, owner=team_b)
+
+    with pytest.raises(NotOwned) as info:
+        ensure_database(admin, dbname, role, generate_password(), "testing", set_password=True, owner=team_a)
+    assert info.value.condition_reason == "RoleOwnedElsewhere"
+    assert "team-b" not in info.value.public
+    with pytest.raises(NotOwned) as dropped:
+        drop_database(admin, dbname, role, owner=team_a)
+    assert dropped.value.condition_reason == "DatabaseOwnedElsewhere"
+
+    with _login(postgres, dbname, role, password_b) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (dbname,)
+    assert ownership.parse_record(_comments(postgres, dbname, role)[0]).uid == "uid-b"
+
+
+def test_retain_reattaches_the_same_namespace_and_name_only(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+    first = ownership.Owner("shop", "guestbook", "uid-old", "production")
+    ensure_database(admin, dbname, role, generate_password(), "production", set_password=True, owner=first)
+    elsewhere = ownership.Owner("other", "guestbook", "uid-new", "production")
+    with pytest.raises(NotOwned):
+        ensure_database(
+            admin, dbname, role, generate_password(), "production", set_password=True, owner=elsewhere
+        )
+
+    again = ownership.Owner("shop", "guestbook", "uid-new", "production")
+    password = generate_password()
+    result = ensure_database(admin, dbname, role, password, "production", set_password=True, owner=again)
+
+    assert result.password_set and not result.database_created
+    _login(postgres, dbname, role, password).close()
+    db_comment, role_comment = _comments(postgres, dbname, role)
+    assert ownership.parse_record(db_comment).uid == "uid-new"
+    assert ownership.parse_record(role_comment).uid == "uid-new"
+    # The deleted app's record no longer lets anything drop it.
+    with pytest.raises(NotOwned):
+        drop_database(admin, dbname, role, owner=first)
+
+
+def test_a_legacy_role_is_adopted_only_with_both_consents(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+    legacy_password = generate_password()
+    with _superuser(postgres) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(legacy_password)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role))
+        )
+
+    for adopt, adoptable in ((False, False), (True, False), (False, True)):
+        with pytest.raises(NotOwned) as info:
+            ensure_database(
+                admin,
+                dbname,
+                role,
+                generate_password(),
+                "testing",
+                set_password=True,
+                adopt=adopt,
+                adoptable=adoptable,
+            )
+        assert info.value.condition_reason == "RoleOwnedElsewhere"
+        _login(postgres, dbname, role, legacy_password).close()  # the legacy application still logs in
+    assert _comments(postgres, dbname, role) == (None, None)
+
+    password = generate_password()
+    result = ensure_database(
+        admin, dbname, role, password, "testing", set_password=False, adopt=True, adoptable=True
+    )
+
+    assert result.adopted and result.password_set and not (result.role_created or result.database_created)
+    _login(postgres, dbname, role, password).close()
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        _login(postgres, dbname, role, legacy_password)
+    assert all(ownership.parse_record(c).uid == "uid-1" for c in _comments(postgres, dbname, role))
+
+
+def test_a_role_with_memberships_is_not_adopted(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+    with _superuser(postgres) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role)))
+
+    with pytest.raises(NotOwned, match="member of other roles"):
+        ensure_database(
+            admin, dbname, role, generate_password(), "testing", set_password=True, adopt=True, adoptable=True
+        )
+    assert _exists(postgres, dbname, role) == (False, True)
+
+
+def test_the_server_is_identified_by_its_system_identifier_not_its_host_name(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+    seen: list[str | None] = []
+
+    def check(system_id: str | None, stamp: str | None) -> None:
+        seen.append(system_id)
+
+    for host in ("127.0.0.1", "localhost"):
+        alias = AdminConnection(host, admin.port, "disable", admin.username, admin.password)
+        claim = ownership.Claim(_owner(), dbname, role)
+        credentials.ensure_database(alias, claim, generate_password(), check=check)
+
+    with _superuser(postgres) as conn:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    assert row is not None and seen == [row[0], row[0]]
+
+
+def test_a_refusal_by_the_caller_leaves_the_server_untouched(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    dbname, role = app_names()
+
+    def refuse(system_id: str | None, stamp: str | None) -> None:
+        raise RuntimeError("unsafe pairing")
+
+    with pytest.raises(RuntimeError, match="unsafe pairing"):
+        credentials.ensure_database(
+            admin, ownership.Claim(_owner(), dbname, role), generate_password(), check=refuse
+        )
     assert _exists(postgres, dbname, role) == (False, False)

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pytest
 
-from flaskops import names
+from flaskops import names, ownership
 from flaskops.credentials import (
     AdminConnection,
     DatabaseIdentity,
@@ -258,9 +258,10 @@ def test_ensure_database_refuses_bad_arguments_before_connecting(
     dbname: str, role: str, password: str, environment: str, needle: str
 ) -> None:
     with pytest.raises(ValueError, match=needle):
-        ensure_database(NOWHERE, dbname, role, password, environment, set_password=False)
+        claim = ownership.Claim(ownership.Owner("shop", "gb", "uid", environment), dbname, role)
+        ensure_database(NOWHERE, claim, password, set_password=False)
 
 
 def test_drop_database_refuses_bad_names_before_connecting() -> None:
     with pytest.raises(ValueError, match="role name"):
-        drop_database(NOWHERE, "d", "")
+        drop_database(NOWHERE, ownership.Owner("shop", "gb", "uid", "testing"), "d", "")

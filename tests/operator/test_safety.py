@@ -3,7 +3,7 @@
 import pytest
 
 from flaskops.dburl import DatabaseIdentity
-from flaskops.safety import OtherApp, check_pairing, location, provisioned_by, summary, tokens
+from flaskops.safety import OtherApp, check_pairing, location, summary, tokens
 
 
 def ident(dbname="guestbook", host="pg.internal", user="guestbook", port=5432):
@@ -83,7 +83,9 @@ def test_s5_same_database_other_environment():
     elsewhere = OtherApp("shop", "far", "development", ("other-host", 5432, "guestbook"))
     found = check_pairing("production", mine, others=[same_env, elsewhere, other])
     assert rules(found) == ["S5"]
-    assert "shop/old" in found[0].message
+    # A tenant reads this message: it names the environment, never the other app or its namespace.
+    assert "development" in found[0].message
+    assert "shop" not in found[0].message and "old" not in found[0].message
 
 
 def test_s5_host_compare_ignores_case():
@@ -114,12 +116,17 @@ def test_s5_the_first_user_keeps_the_database():
     assert rules(check_pairing("production", mine, others=[newer])) == ["S5"]
 
 
-def test_one_provisioned_database_has_one_owner_app():
-    mine = ident()
-    me = ("2026-03-01T00:00:00Z", "shop", "worker")
-    owner = OtherApp("shop", "web", "production", location(mine), "2026-01-01T00:00:00Z", provisioned=True)
-    byo = OtherApp("shop", "byo", "production", location(mine), "2026-01-01T00:00:00Z", provisioned=False)
-    later = OtherApp("shop", "late", "production", location(mine), "2026-06-01T00:00:00Z", provisioned=True)
-    assert provisioned_by(mine, [byo, later, owner], me) == owner
-    # The user's own URL (existingSecret) claims no role; a later app never takes the database away.
-    assert provisioned_by(mine, [byo, later], me) is None
+def test_s5_sees_one_server_behind_two_host_names():
+    mine = ident(host="pg-alias.internal")
+    other = OtherApp(
+        "a", "b", "development", ("pg.internal", 5432, "guestbook"), server_id="7713567397421805555"
+    )
+    assert check_pairing("production", mine, others=[other]) == []  # host names alone: unknown
+    found = check_pairing("production", mine, others=[other], server_id="7713567397421805555")
+    assert rules(found) == ["S5"]
+    # Another database on the same server is another database.
+    assert (
+        check_pairing("production", ident(dbname="shop"), others=[other], server_id="7713567397421805555")
+        == []
+    )
+    assert check_pairing("production", mine, others=[other], server_id="1") == []
