@@ -244,9 +244,12 @@ def child_changed(
     nudge(namespace, labels[names.LABEL_APP], indexes)
 
 
-@kopf.on.event(*NAMESPACES)
+def _modified(type: str | None, **_: Any) -> bool:
+    return type == "MODIFIED"
+
+
+@kopf.on.event(*NAMESPACES, when=_modified)
 def namespace_changed(
-    type: str | None,
     name: str,
     flaskapp_db: Any,
     postgresserver_spec: Any,
@@ -256,8 +259,6 @@ def namespace_changed(
     # A label may now admit (or no longer admit) the namespace to a PostgresServer's allowedNamespaces.
     # An event handler, not on.update: kopf would store its diffbase in an annotation on the namespace,
     # which the operator may not patch. Only apps on servers that select namespaces are re-judged.
-    if type != "MODIFIED":
-        return
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     servers = _servers(postgresserver_spec)
     for entry in _entries(flaskapp_db):
