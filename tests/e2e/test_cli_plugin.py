@@ -202,4 +202,5 @@ def test_retry_migration_starts_a_new_job(
             raise NotYet(f"only {first}")
         return str(others[0])
 
-    wait_for(second_job, timeout=20, what="a second migration Job after retry-migration")
+    # The operator reacts to a spec or annotation change within a second or two when it hears it.
+    wait_for(second_job, timeout=10, what="a second migration Job after retry-migration")
