@@ -406,13 +406,29 @@ def cmd_logs(plugin: Plugin, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Day-2 operations on FlaskApps (flaskops).")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument("-n", "--namespace", help="the app's namespace (default: the context's)")
+    # kubectl users put -n anywhere (`kubectl flaskops status web -n shop`): the connection flags are
+    # accepted before and after the command; SUPPRESS keeps a later absence from erasing an earlier value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--kubeconfig",
+        default=argparse.SUPPRESS,
+        help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)",
+    )
+    common.add_argument(
+        "--context", default=argparse.SUPPRESS, help="kubeconfig context (default: the current one)"
+    )
+    common.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="the app's namespace (default: the context's)"
+    )
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Day-2 operations on FlaskApps (flaskops).", parents=[common]
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("status", help="conditions, images, migration, database and Secret names")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    s = command("status", "conditions, images, migration, database and Secret names")
     s.add_argument("name")
     s.add_argument(
         "--log-lines",
@@ -422,17 +438,17 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_status)
 
-    r = sub.add_parser("retry-migration", help="re-run a failed migration with an unchanged spec")
+    r = command("retry-migration", "re-run a failed migration with an unchanged spec")
     r.add_argument("name")
     r.add_argument("--force", action="store_true", help="retry even when the migration has not failed")
     r.set_defaults(func=cmd_retry_migration)
 
-    k = sub.add_parser("rotate-secret-key", help="rotate the generated SECRET_KEY (old key stays a fallback)")
+    k = command("rotate-secret-key", "rotate the generated SECRET_KEY (old key stays a fallback)")
     k.add_argument("name")
     k.add_argument("--value", help="the new spec.secretKey.rotation (default: the UTC time)")
     k.set_defaults(func=cmd_rotate_secret_key)
 
-    g = sub.add_parser("logs", help="the migration pod's log (--migration) or the web pods' logs")
+    g = command("logs", "the migration pod's log (--migration) or the web pods' logs")
     g.add_argument("name")
     g.add_argument("--migration", action="store_true", help="the latest migration Job's pod")
     g.add_argument("--tail", type=int, default=None, help="only the last N lines")
@@ -446,9 +462,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     out = out or sys.stdout
     try:
-        api, default_ns = connect(args.kubeconfig, args.context)
+        api, default_ns = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
         with api:
-            plugin = Plugin(api, args.namespace or default_ns)
+            plugin = Plugin(api, getattr(args, "namespace", None) or default_ns)
             return int(args.func(plugin, args, out))
     except PluginError as exc:
         sys.stderr.write(f"error: {exc}\n")

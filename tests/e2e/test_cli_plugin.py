@@ -129,7 +129,8 @@ def test_plugin_as_a_namespace_user(
                 assert not part or part not in page.stdout, f"{secret}.{key} leaked into status"
 
     # Logs of the migration pod: simulated nodes serve none, which the plugin says without a traceback.
-    logs = viewer("logs", "blog", "--migration", "--tail", "5")
+    # (-n after the command, as kubectl users write it.)
+    logs = viewer("logs", "blog", "--migration", "--tail", "5", "-n", ns)
     if kube.simulated:
         assert logs.returncode == 1 and f"pod/{job}-" in logs.stderr, logs.stderr
         assert "Traceback" not in logs.stderr

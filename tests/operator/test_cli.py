@@ -162,3 +162,22 @@ def test_api_errors_are_one_line_with_the_servers_message() -> None:
     assert (
         cli._api_error(cli.ApiException(status=502, reason="Bad Gateway"), "x") == "cannot x: 502 Bad Gateway"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-n", "shop", "status", "web"],
+        ["status", "web", "-n", "shop"],
+        ["status", "-n", "shop", "web"],
+        ["--namespace", "shop", "status", "web", "--log-lines", "3"],
+    ],
+)
+def test_namespace_flag_goes_anywhere_as_with_kubectl(argv: list[str]) -> None:
+    args = cli.parser().parse_args(argv)
+    assert (args.command, args.name, args.namespace) == ("status", "web", "shop")
+
+
+def test_flags_default_to_the_kubeconfig() -> None:
+    args = cli.parser().parse_args(["logs", "web", "--migration"])
+    assert not hasattr(args, "namespace") and not hasattr(args, "context") and args.migration
