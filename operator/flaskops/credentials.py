@@ -182,7 +182,8 @@ class AdminConnection:
     password: str = field(repr=False)
     connect_timeout: int = 5
     # Bounds every statement, so a lock held elsewhere cannot hang a kopf worker thread.
-    statement_timeout_ms: int = 60_000
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 10_000
     maintenance_db: str = "postgres"
 
 
@@ -251,6 +252,9 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
     try:
         with conn:
             conn.execute(sql.SQL("SET statement_timeout = {}").format(admin.statement_timeout_ms))
+            # A lock held elsewhere (another operator's advisory lock, a session on a database being
+            # dropped) fails fast instead of holding a worker thread; the caller retries.
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(admin.lock_timeout_ms))
             if lock is not None:
                 # Serializes flaskops instances working on one database, so check-then-write is atomic.
                 conn.execute("SELECT pg_advisory_lock(%s::bigint)", (_lock_key(lock),))

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import kopf
@@ -15,7 +18,7 @@ import kopf
 from . import inventory, names, safety, webhook
 from . import settings as settings_mod
 from .kube import Kube
-from .reconcile import Event, Reconciler, Result
+from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
 log = logging.getLogger("flaskops")
@@ -46,10 +49,23 @@ class _State:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def gate(self, server: str) -> threading.BoundedSemaphore:
-        """At most FLASKOPS_PROVISION_CONCURRENCY provisioning sessions per PostgresServer at once."""
+    @contextlib.contextmanager
+    def gate(self, server: str) -> Iterator[None]:
+        """At most FLASKOPS_PROVISION_CONCURRENCY provisioning sessions per PostgresServer at once.
+
+        Waits at most GATE_WAIT_SECONDS for a slot, then raises TimeoutError (the reconcile retries later):
+        a slow server must not hold kopf's worker threads indefinitely.
+        """
         with self._guard:
-            return self._gates.setdefault(server, threading.BoundedSemaphore(CONFIG.provision_concurrency))
+            sem = self._gates.setdefault(server, threading.BoundedSemaphore(CONFIG.provision_concurrency))
+        if not sem.acquire(timeout=GATE_WAIT_SECONDS):
+            raise TimeoutError(
+                f"no provisioning slot on PostgresServer '{server}' within {GATE_WAIT_SECONDS}s"
+            )
+        try:
+            yield
+        finally:
+            sem.release()
 
     def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
         with self._guard:
@@ -63,6 +79,8 @@ class _State:
             timer.start()
 
 
+# How long a reconcile waits for a provisioning slot on a busy PostgresServer before retrying later.
+GATE_WAIT_SECONDS = 15.0
 STATE = _State()
 # How soon a failed reconcile runs again, on every path (kopf's handler retry, the child-event timer).
 RETRY_SECONDS = 10.0
@@ -84,6 +102,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors[("batch", "v1", "jobs")] = selector
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
     settings.execution.max_workers = CONFIG.max_workers
+    # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
+    settings.posting.reporting_component = names.MANAGED_BY
+    settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     # A handler that raised (e.g. the API server went away mid-reconcile) is retried by kopf after 60 s by
     # default; an app created just before an outage then waits a minute after it. Retry as soon as the
@@ -229,6 +250,21 @@ def reconcile_flaskapp(
         raise kopf.TemporaryError(ready.get("message", "retrying"), delay=result.retry_after)
 
 
+def _retry_pending(annotations: Mapping[str, str], status: Mapping[str, Any], **_: Any) -> bool:
+    wanted = annotations.get(RETRY_MIGRATION)
+    return bool(wanted) and wanted != ((status or {}).get("migration") or {}).get("retry")
+
+
+@kopf.on.event(*FLASKAPPS, when=_retry_pending)
+def retry_requested(
+    namespace: str, name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
+) -> None:
+    # kopf's diff ignores every annotation under its own storage prefix (flaskops.dev/), so a user's
+    # retry annotation never reaches on.update. An event handler sees it; status.migration.retry records
+    # the token a Job was made for, so the handler stops firing once the retry has started.
+    nudge(namespace, name, _indexes(flaskapp_db, postgresserver_spec, namespace_labels))
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 def child_changed(
@@ -305,7 +341,7 @@ def drop_database(body: Mapping[str, Any], **_: Any) -> None:
 # --- admission ------------------------------------------------------------------------------------------
 
 
-def validate_flaskapp(
+async def validate_flaskapp(
     body: Mapping[str, Any],
     namespace: str | None,
     name: str | None,
@@ -317,6 +353,9 @@ def validate_flaskapp(
     old: Mapping[str, Any] | None = None,
     **_: Any,
 ) -> None:
+    # async on purpose: kopf runs sync handlers in its thread pool, where reconciles may wait on a slow
+    # PostgreSQL; this handler only reads the in-memory indexes, so it runs on the event loop and
+    # admission never queues behind database work.
     if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
         # Only a spec change is judged. kopf's own finalizer and annotation patches, a user's label, and
         # the release of an app that predates the webhook must pass, or its deletion would hang.

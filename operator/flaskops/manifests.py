@@ -161,18 +161,19 @@ def _migration_template(app: FlaskAppSpec) -> dict[str, Any]:
     return {"metadata": {"labels": pod_labels, "annotations": dict(mig.pod_annotations)}, "spec": pod}
 
 
-def migration_hash(app: FlaskAppSpec, retry: str = "") -> str:
-    """What makes a migration run distinct: image, command, env, the rest of its pod, and a retry token."""
-    return digest({"template": _migration_template(app), "retry": retry})
+def migration_hash(app: FlaskAppSpec, retry: str = "", database: str = "") -> str:
+    """What makes a migration run distinct: image, command, env, the rest of its pod, a retry token, and
+    the database it migrates (a migration is for this image on this database)."""
+    return digest({"template": _migration_template(app), "retry": retry, "database": database})
 
 
-def migration_job_name(app: FlaskAppSpec, retry: str = "") -> str:
-    return f"{app.name}-migrate-{migration_hash(app, retry)}"
+def migration_job_name(app: FlaskAppSpec, retry: str = "", database: str = "") -> str:
+    return f"{app.name}-migrate-{migration_hash(app, retry, database)}"
 
 
-def migration_job(app: FlaskAppSpec, retry: str = "") -> dict[str, Any]:
-    """The Job that runs the app's migration command with the new image, once."""
-    meta = _metadata(app, migration_job_name(app, retry), "migration")
+def migration_job(app: FlaskAppSpec, retry: str = "", database: str = "") -> dict[str, Any]:
+    """The Job that runs the app's migration command with the new image against `database`, once."""
+    meta = _metadata(app, migration_job_name(app, retry, database), "migration")
     meta["annotations"] = {names.ANNOTATION_MIGRATION_IMAGE: app.image}
     return {
         "apiVersion": "batch/v1",

@@ -75,6 +75,14 @@ class Target:
     # For an existing Secret: a digest of the URL, so a change to it rolls the pods.
     url_digest: str = ""
 
+    @property
+    def database_key(self) -> str:
+        """Which database the pods use, as migrations track it: a change means a new migration first."""
+        if self.url_digest:
+            return f"url:{self.url_digest}"
+        i = self.identity
+        return f"{i.host.lower()}:{i.port}/{i.dbname}?user={i.user}"
+
 
 class Halt(Exception):
     """Stop the flow here with these conditions (the rest keep their earlier values)."""
@@ -147,8 +155,11 @@ class Reconciler:
                     f"as '{target.identity.user}'",
                 )
             )
-            updates.append(self._migrate(body, app, target, status, events))
-            cond, rolled_out = self._roll_out(app, status, secret_data, events)
+            migrated = self._migrate(body, app, target, old, status, events)
+            updates.append(migrated)
+            cond, rolled_out = self._roll_out(
+                app, status, secret_data, events, migrated=migrated.status == "True"
+            )
             updates.append(cond)
         except Halt as halt:
             updates.extend(halt.conds)
@@ -387,6 +398,11 @@ class Reconciler:
         try:
             with self.gate(server.name):
                 return credentials.ensure_database(admin, claim, password, check=judge)
+        except TimeoutError as exc:
+            raise Halt(
+                c.false(names.DATABASE_READY, "WaitingForServer", f"{exc}; retrying"),
+                retry_after=RETRY_DATABASE_SECONDS,
+            ) from None
         except credentials.NotOwned as exc:
             log.warning(
                 "refused to touch a database or role",
@@ -477,16 +493,20 @@ class Reconciler:
         body: Mapping[str, Any],
         app: FlaskAppSpec,
         target: Target,
+        old: Mapping[str, Any],
         status: dict[str, Any],
         events: list[Event],
     ) -> c.Condition:
+        database = target.database_key
         if not app.migrations.enabled:
             status["migratedImage"] = app.image
+            status["migration"] = {**(status.get("migration") or {}), "database": database}
             return c.true(names.MIGRATED, "MigrationsDisabled", "spec.migrations.enabled is false")
-        if status.get("migratedImage") == app.image:
+        if _migrated(old, app.image, target):
             return c.true(names.MIGRATED, "Migrated", f"migrated to {app.image}")
+        # Anything else — a new image, or the same image on another database — migrates before any rollout.
         retry = ((body.get("metadata") or {}).get("annotations") or {}).get(RETRY_MIGRATION, "")
-        job_body = manifests.migration_job(app, retry=retry)
+        job_body = manifests.migration_job(app, retry=retry, database=database)
         job_name = job_body["metadata"]["name"]
         # Only Jobs this app owns count: one that merely carries our labels is never waited on or deleted.
         jobs = [
@@ -520,6 +540,8 @@ class Reconciler:
             for k, v in {
                 "jobName": job.name,
                 "image": app.image,
+                "database": database,
+                "retry": retry or None,
                 "hash": job_name.rsplit("-", 1)[-1],
                 "startedAt": job.started_at,
                 "completedAt": job.completed_at,
@@ -555,11 +577,13 @@ class Reconciler:
         status: dict[str, Any],
         secret_data: list[Mapping[str, str]],
         events: list[Event],
+        *,
+        migrated: bool,
     ) -> tuple[c.Condition, bool]:
         """Apply the Deployment and Service; the Available condition and whether the rollout is complete."""
         current = self.kube.get("Deployment", app.namespace, app.name)
         _require_owned(app, current, names.AVAILABLE, "Deployment", app.name)
-        if status.get("migratedImage") != app.image:
+        if not migrated:
             # No rollout before the migration succeeded: whatever serves now keeps serving untouched.
             return self._availability(app, status, rollout.view(current)), False
         checksum = manifests.secrets_checksum(*secret_data)
@@ -698,6 +722,30 @@ def _require_owned(
         )
 
 
+def _migrated(old_status: Mapping[str, Any], image: str, target: Target) -> bool:
+    """Whether `image` was migrated on the database `target` names, by the status before this reconcile.
+
+    A migration is for this image on this database: the record is status.migration (image, database,
+    outcome). Status written before migrations tracked their database (flaskops 0.1) has no database
+    there; its status.database is the one its migration ran on, so the same identity counts.
+    """
+    if old_status.get("migratedImage") != image:
+        return False
+    record = old_status.get("migration") or {}
+    if record.get("outcome") not in (None, "Succeeded") or record.get("image", image) != image:
+        return False
+    if record.get("database"):
+        return bool(record["database"] == target.database_key)
+    db = old_status.get("database") or {}
+    i = target.identity
+    return (str(db.get("host", "")).lower(), db.get("port"), db.get("name"), db.get("user")) == (
+        i.host.lower(),
+        i.port,
+        i.dbname,
+        i.user,
+    )
+
+
 def _fresh(conds: Iterable[Mapping[str, Any]], type_: str, generation: int) -> bool:
     """Whether a condition is True and was decided for this generation."""
     cond = c.find(conds, type_)
@@ -751,12 +799,18 @@ def _summary(
 ) -> list[c.Condition]:
     """Ready, Reconciling and Stalled from the step conditions (kstatus semantics)."""
     by_type = {x["type"]: x for x in conds}
-    blocking = None
-    for t in (names.ENVIRONMENT_SAFE, names.DATABASE_READY, names.MIGRATED, names.AVAILABLE):
-        cond = by_type.get(t)
-        if cond is None or cond["status"] != "True":
-            blocking = cond or {"reason": "Pending", "message": f"{t} not evaluated yet"}
-            break
+    steps = (names.ENVIRONMENT_SAFE, names.DATABASE_READY, names.MIGRATED, names.AVAILABLE)
+    # The first step that failed, in flow order. A step not evaluated yet blocks only when no step failed:
+    # resolving the server (DatabaseReady) fails before the pairing (EnvironmentSafe) is ever judged, and
+    # `kubectl get` should show that reason (ServerNotFound), not "Pending".
+    blocking = next(
+        (by_type[t] for t in steps if t in by_type and by_type[t]["status"] != "True"),
+        None,
+    )
+    if blocking is None:
+        missing = next((t for t in steps if t not in by_type), None)
+        if missing is not None:
+            blocking = {"reason": "Pending", "message": f"{missing} not evaluated yet"}
     if blocking is None and not rolled_out:
         blocking = {"reason": "RollingOut", "message": by_type[names.AVAILABLE]["message"]}
     if blocking is None:

@@ -182,11 +182,6 @@ def test_refusals_that_need_no_write(
     assert cli.RETRY_MIGRATION not in (apps.get(ns, "own")["metadata"].get("annotations") or {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 3: the operator ignores flaskops.dev/retry-migration (kopf drops annotations under "
-    "its own prefix when diffing); remove this mark when that is fixed",
-)
 def test_retry_migration_starts_a_new_job(
     kube: Kube, apps: Apps, ns: str, make_server: Any, tmp_path: Path
 ) -> None:

@@ -119,3 +119,25 @@ def test_first_rollout_is_progress_not_a_warning():
 def test_unreachable_database_warns():
     down = step_conds(c.false(names.DATABASE_READY, "DatabaseUnavailable", "connection refused"))
     assert [e.type for e in _transition_events([], down)] == ["Warning"]
+
+
+def test_the_first_failed_step_blocks_even_before_the_pairing_was_judged():
+    # A typo in spec.database.server fails resolving, before EnvironmentSafe is ever evaluated:
+    # `kubectl get` must show ServerNotFound, not Pending.
+    conds = c.merge(
+        [], [c.false(names.DATABASE_READY, "ServerNotFound", "PostgresServer 'mian' does not exist")], 1, "t"
+    )
+    ready = {x.type: x for x in _summary(conds, APP, rolled_out=False, stalled=False, retrying=False)}[
+        names.READY
+    ]
+    assert (ready.status, ready.reason) == ("False", "ServerNotFound")
+    pending = {x.type: x for x in _summary([], APP, rolled_out=False, stalled=False, retrying=False)}
+    assert pending[names.READY].reason == "Pending"
+
+
+def test_a_migration_is_for_this_image_on_this_database():
+    from flaskops import manifests
+
+    assert manifests.migration_job_name(APP, database="h:5432/a?user=a") != manifests.migration_job_name(
+        APP, database="h:5432/b?user=b"
+    )

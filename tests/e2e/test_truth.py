@@ -1,0 +1,114 @@
+"""The reconcile tells the truth (issue 11): a migration is for this image on this database, documented
+annotations work, the blocking reason shows in `kubectl get`, and Events come from flaskops."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+import yaml
+from e2e_support import Apps, flaskapp
+from test_operator import FAIL_LABEL, deployment, jobs
+
+from flaskops import names
+from flaskops.reconcile import RETRY_MIGRATION
+from flaskops_testbed.kube_fixtures import Kube
+from flaskops_testbed.waiting import NotYet, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_database_change_migrates_the_new_database_before_any_rollout(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    body = flaskapp("moves", ns, server=server, environment="testing", dbname=f"first_{secrets.token_hex(3)}")
+    apps.apply(body)
+    apps.wait(ns, "moves", timeout=180)
+    before = deployment(kube, ns, "moves")
+    first_jobs = {j.metadata.name for j in jobs(kube, ns, "moves")}
+
+    # Same image, another database — whose migration fails: nothing may roll onto the unmigrated database.
+    body["spec"]["database"]["name"] = f"second_{secrets.token_hex(3)}"
+    body["spec"]["migrations"] = {"podLabels": FAIL_LABEL}
+    apps.apply(body)
+    failed = apps.wait_reason(ns, "moves", names.MIGRATED, "MigrationFailed", timeout=120)
+    assert apps.condition(ns, "moves", names.READY)["status"] == "False", failed
+    new_jobs = {j.metadata.name for j in jobs(kube, ns, "moves")} - first_jobs
+    assert len(new_jobs) == 1, new_jobs
+    after = deployment(kube, ns, "moves")
+    assert after.metadata.generation == before.metadata.generation  # the old pods serve on, untouched
+    status = apps.get(ns, "moves")["status"]
+    assert body["spec"]["database"]["name"] in status["migration"]["database"]
+
+    # Fixed: the new database is migrated, then the pods roll.
+    body["spec"]["migrations"] = {}
+    apps.apply(body)
+    apps.wait(ns, "moves", timeout=180)
+    assert deployment(kube, ns, "moves").metadata.generation > before.metadata.generation
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_production_app_cannot_change_its_database(apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["production"])
+    body = flaskapp("ledger", ns, server=server, dbname=f"ledger_{secrets.token_hex(3)}")
+    apps.apply(body)
+    body["spec"]["database"]["name"] = f"other_{secrets.token_hex(3)}"
+    out = apps.kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert (
+        out.returncode != 0 and "spec.database" in out.stderr and "cannot change its database" in out.stderr
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_the_retry_annotation_starts_a_new_migration(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    body = flaskapp("flaky", ns, server=server, environment="testing", migrations={"podLabels": FAIL_LABEL})
+    apps.apply(body)
+    apps.wait_reason(ns, "flaky", names.MIGRATED, "MigrationFailed", timeout=120)
+    assert len(jobs(kube, ns, "flaky")) == 1
+
+    kube.kubectl("annotate", "flaskapp", "flaky", "-n", ns, f"{RETRY_MIGRATION}=1")
+
+    def retried() -> bool:
+        if len(jobs(kube, ns, "flaky")) != 2:
+            raise NotYet(f"{len(jobs(kube, ns, 'flaky'))} Jobs")
+        return True
+
+    wait_for(retried, timeout=60, what="a second migration Job after the retry annotation")
+    assert apps.get(ns, "flaky")["status"]["migration"]["retry"] == "1"
+
+
+@pytest.mark.usefixtures("operator")
+def test_kubectl_get_shows_the_reason_that_blocks(kube: Kube, apps: Apps, ns: str) -> None:
+    apps.apply(flaskapp("typo", ns, server="no-such-server", environment="testing"))
+    apps.wait_reason(ns, "typo", names.DATABASE_READY, "ServerNotFound", timeout=60)
+    out = kube.kubectl("get", "flaskapp", "typo", "-n", ns, "--no-headers").stdout
+    assert "ServerNotFound" in out and "Pending" not in out
+
+
+@pytest.mark.usefixtures("operator")
+def test_events_come_from_flaskops(kube: Kube, apps: Apps, ns: str, make_server: Any) -> None:
+    server = make_server(["development", "testing"])
+    apps.apply(flaskapp("loud", ns, server=server, environment="testing"))
+    apps.wait(ns, "loud", timeout=180)
+    events = json.loads(
+        kube.kubectl(
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            f"involvedObject.name=loud,involvedObject.kind={names.FLASKAPP_KIND}",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    assert events
+    assert {e.get("reportingComponent") for e in events} == {names.MANAGED_BY}
+    assert {e["source"].get("component") for e in events} == {names.MANAGED_BY}
