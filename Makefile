@@ -13,14 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv lint testbed cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
+.PHONY: help venv lint testbed chart-docs cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
 
 help:
 	@echo "make demo   - start local PostgreSQL + control plane, run the operator, apply the example, wait for Ready"
 	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make app-demo - just the guestbook: local PostgreSQL, migrations, Gunicorn on 127.0.0.1:$(APP_DEMO_PORT)"
-	@echo "parts: venv lint testbed cluster-up cluster-down demo-down app-demo-down clean"
+	@echo "parts: venv lint testbed chart-docs cluster-up cluster-down demo-down app-demo-down clean"
 
 $(STAMP): pyproject.toml
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -42,6 +42,11 @@ lint: venv
 # Compiles kube-apiserver & co., etcd, kwok and helm once into $(FLASKOPS_CACHE); a no-op when cached.
 testbed:
 	bash testbed/build.sh
+
+# Rewrites charts/flaskops/README.md from README.md.gotmpl and values.yaml's `# --` comments (helm-docs, built
+# from the Go module proxy into $(FLASKOPS_CACHE)/tools on first use); tests/chart fails when it is stale.
+chart-docs:
+	bash testbed/chart-docs.sh
 
 cluster-up: venv testbed
 	$(BIN)/python -m flaskops_testbed up

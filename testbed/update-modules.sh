@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the go.mod/go.sum of the testbed's Go modules from versions.env.
+# Regenerates the go.mod/go.sum of the testbed's Go modules (and helm-docs') from versions.env.
 # Run it after changing a version there; commit the result. build.sh never edits go.mod, so a build
 # is reproducible from the committed files (and the drift test keeps them in step with versions.env).
 set -euo pipefail
@@ -53,5 +53,12 @@ rm -f go.mod go.sum
 go mod init flaskops.dev/testbed/helm >/dev/null 2>&1
 lowest_go
 go get "${HELM_MODULE}@${HELM_VERSION}"
+go mod tidy
+echo "==> helm-docs: ${HELM_DOCS_MODULE} ${HELM_DOCS_VERSION}"
+cd "$here/helm-docs"
+rm -f go.mod go.sum
+go mod init flaskops.dev/testbed/helm-docs >/dev/null 2>&1
+lowest_go
+go get "${HELM_DOCS_MODULE}@${HELM_DOCS_VERSION}"
 go mod tidy
 echo "==> done; review and commit testbed/*/go.mod testbed/*/go.sum"

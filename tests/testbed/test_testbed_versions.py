@@ -35,6 +35,7 @@ TESTBED = paths.TESTBED_SRC
         ("etcd", "go.etcd.io/etcd/server/v3", "ETCD_VERSION"),
         ("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION"),
         ("helm", V["HELM_MODULE"], "HELM_VERSION"),
+        ("helm-docs", V["HELM_DOCS_MODULE"], "HELM_DOCS_VERSION"),
     ],
 )
 def test_go_mod_pins_the_version_in_versions_env(module: str, dependency: str, key: str) -> None:
