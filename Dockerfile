@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One Dockerfile, one target per image:
 #   docker build --target app -t guestbook .        the reference Flask app (this file's first part)
 #   docker build --target operator -t flaskops .    the operator (added below by the operator work)
@@ -6,6 +5,10 @@
 # The app image contract (ARCHITECTURE.md): `gunicorn` and `flask` on PATH, WORKDIR /app holding
 # wsgi.py and gunicorn.conf.py, reads APP_ENV, DATABASE_URL, SECRET_KEY, SECRET_KEY_FALLBACKS.
 # Migrations are NOT run here: the operator runs `flask db upgrade` once, in a Job, before rollout.
+#
+# No `# syntax=` line: BuildKit would fetch that frontend from a registry, and builds must work offline.
+# PYTHON_IMAGE is any Debian-based image with Python 3.11 at /usr/local/bin/python; the testbed passes one
+# it made from Debian packages (testbed/images.sh), users get the public one.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -34,6 +37,10 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # Root-owned and read-only to the app user; works with readOnlyRootFilesystem (see gunicorn.conf.py).
 COPY app/wsgi.py app/gunicorn.conf.py ./
+# A passwd entry for the numeric user: libraries that ask who they run as (getpass.getuser()) get an answer.
+RUN groupadd --system --gid 10001 flask \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin flask
 USER 10001:10001
 EXPOSE 8000
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
@@ -62,6 +69,13 @@ COPY --from=operator-builder /opt/venv /opt/venv
 # Root-owned and empty: `python -m` puts the working directory first on sys.path, so it must not be the
 # writable /tmp.
 WORKDIR /opt/flaskops
+# kopf calls getpass.getuser() at start-up (its peering identity), even with --standalone: without a passwd
+# entry for the numeric user it dies with `KeyError: 'getpwuid(): uid not found: 10001'`. LOGNAME answers
+# first (getpass reads it before passwd), so a cluster that overrides runAsUser still starts.
+RUN groupadd --system --gid 10001 flaskops \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin flaskops
+ENV LOGNAME=flaskops
 USER 10001:10001
 EXPOSE 8080 9443
 ENTRYPOINT ["python", "-m", "flaskops"]
