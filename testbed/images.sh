@@ -112,7 +112,10 @@ build "$broken" --build-arg "GUESTBOOK_IMAGE=$guestbook" "$here/images/guestbook
 
 # pause: the sandbox every pod's namespaces hang on, from the kubernetes module of the pinned version.
 if ! "${docker[@]}" image inspect "$pause" >/dev/null 2>&1; then
-  pause_src="$(cd "$here/kube" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+  # The module cache has it after `make testbed`; `go mod download` fetches it otherwise.
+  kubernetes_dir="$(cd "$here/kube" && GOTOOLCHAIN=local go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  pause_src="$kubernetes_dir/build/pause/linux/pause.c"
   pause_ctx="$(mktemp -d)"
   gcc -Os -static -o "$pause_ctx/pause" -DVERSION="\"${KUBERNETES_VERSION}-flaskops\"" "$pause_src"
   cp "$here/images/pause/Dockerfile" "$pause_ctx/"
