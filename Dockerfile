@@ -37,10 +37,6 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # Root-owned and read-only to the app user; works with readOnlyRootFilesystem (see gunicorn.conf.py).
 COPY app/wsgi.py app/gunicorn.conf.py ./
-# A passwd entry for the numeric user: libraries that ask who they run as (getpass.getuser()) get an answer.
-RUN groupadd --system --gid 10001 flask \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin flask
 USER 10001:10001
 EXPOSE 8000
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
@@ -57,6 +53,10 @@ COPY operator/flaskops ./operator/flaskops
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir ".[operator]" \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+# The operator's user, made here so the final stage only copies files (same base, so the same passwd plus it).
+RUN groupadd --system --gid 10001 flaskops \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin flaskops
 
 # ---- operator: `python -m flaskops` as a numeric non-root user on a read-only root filesystem ------
 # The chart runs the same command and arguments (tests/chart/test_command.py checks they agree); it
@@ -72,9 +72,7 @@ WORKDIR /opt/flaskops
 # kopf calls getpass.getuser() at start-up (its peering identity), even with --standalone: without a passwd
 # entry for the numeric user it dies with `KeyError: 'getpwuid(): uid not found: 10001'`. LOGNAME answers
 # first (getpass reads it before passwd), so a cluster that overrides runAsUser still starts.
-RUN groupadd --system --gid 10001 flaskops \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin flaskops
+COPY --from=operator-builder /etc/passwd /etc/group /etc/
 ENV LOGNAME=flaskops
 USER 10001:10001
 EXPOSE 8080 9443
