@@ -2,9 +2,9 @@
 # The local Docker engine of the testbed: `engine.sh start|stop|status|host`.
 #
 # Debian's docker.io, started by hand (these machines run no init system) with its own data root,
-# exec root and socket, and with no bridge, no iptables rules and no masquerading: nothing on the host
-# firewall changes. Builds use --network=host; compose networks (tests/compose) are plain bridges without
-# NAT, reachable from this host only. `host` prints the DOCKER_HOST value for clients.
+# exec root and socket, and with no bridge, no iptables rules, no masquerading and no IP forwarding:
+# nothing on the host firewall or its routing changes. Builds use --network=host; compose networks
+# (tests/compose) are plain bridges without NAT, reachable from this host only. `host` prints the DOCKER_HOST value for clients.
 #   start   start it unless it answers already; prints "started" or "running"
 #   stop    stop it (only a dockerd this script started: its pid file names it)
 set -euo pipefail
@@ -31,7 +31,7 @@ case "${1:-}" in
     # dockerd starts its own containerd (from PATH) under its exec root.
     dockerd --data-root "$engine/docker" --exec-root "$run_dir/exec" --pidfile "$pid_file" \
       -H "unix://$sock" --iptables=false --ip-masq=false --ip6tables=false --bridge=none \
-      --storage-driver=overlay2 >>"$engine/dockerd.log" 2>&1 &
+      --ip-forward=false --storage-driver=overlay2 >>"$engine/dockerd.log" 2>&1 &
     pid=$!
     for _ in $(seq 300); do
       answers && { echo started; exit 0; }

@@ -693,7 +693,8 @@ def _drain(cluster: KwokCluster, pid_files: dict[str, Path]) -> None:
     )
     socket = RUN_DIR / "containerd.sock"
     ctr = ["ctr", "--address", str(socket), "--namespace", "k8s.io", "tasks", "ls", "-q"]
-    deadline = time.monotonic() + 20
+    # Briefly: whatever is left after this is killed through containerd, and its netns removed by hand.
+    deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if not _run(ctr, check=False).stdout.split():
             return
