@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 .PHONY: help venv lint testbed images cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
 
 help:
-	@echo "make demo   - start local PostgreSQL + control plane, run the operator, apply the example, wait for Ready"
+	@echo "make demo   - local PostgreSQL + control plane + a real node, the operator, the example to Ready, a URL to open"
 	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make app-demo - just the guestbook: local PostgreSQL, migrations, Gunicorn on 127.0.0.1:$(APP_DEMO_PORT)"

@@ -225,7 +225,12 @@ class KwokCluster:
         core = client.CoreV1Api(api)
 
         def nodes_ready() -> bool:
-            nodes = core.list_node().items
+            # KWOK's nodes only: a real node (node.py) joins later, and a stopped one may linger NotReady.
+            nodes = [
+                n
+                for n in core.list_node().items
+                if ((n.metadata and n.metadata.annotations) or {}).get("kwok.x-k8s.io/node") == "fake"
+            ]
             if len(nodes) >= self.nodes and all(_node_ready(n) for n in nodes):
                 return True
             states = ", ".join(f"{n.metadata and n.metadata.name} Ready={_node_ready(n)}" for n in nodes)

@@ -669,6 +669,10 @@ def stop_node(cluster: KwokCluster | None = None) -> None:
         if made_by_us and path.is_dir() and not _mounts_under(path):
             shutil.rmtree(path, ignore_errors=True)
     _remove_cgroups()
+    if cluster is not None and cluster.is_healthy():
+        # A cluster that lives on should not keep a NotReady node it can never reach again.
+        kubectl = [str(paths.binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig)]
+        _run([*kubectl, "delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false"], check=False)
     for transient in (home / "kubelet", home / "pod-logs", home / "ipam", RUN_DIR):
         if not _mounts_under(transient):
             shutil.rmtree(transient, ignore_errors=True)

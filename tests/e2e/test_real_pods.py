@@ -88,12 +88,15 @@ def serving_pods(kube: Kube, namespace: str, app: str) -> list[Any]:
 
 
 def migration_exit_codes(kube: Kube, namespace: str, app: str) -> dict[str, int]:
-    """image -> exit code of each migration pod's container that has terminated."""
+    """image (as the pod spec names it) -> exit code of each migration container that has terminated."""
     codes = {}
     for pod in pods(kube, namespace, app, "migration"):
+        # Not status.image: the runtime reports one of the tags of the image ID, and two builds of
+        # identical content share an ID.
+        spec_images = {c.name: c.image for c in pod.spec.containers}
         for status in pod.status.container_statuses or []:
             if status.state and status.state.terminated:
-                codes[status.image] = status.state.terminated.exit_code
+                codes[spec_images[status.name]] = status.state.terminated.exit_code
     return codes
 
 
