@@ -148,9 +148,9 @@ chmod 755 "$tmp"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 ln -sfn "$key" "$images/current"
-# Older keys: keep the newest three, in the cache and in the engine.
+# Older keys: keep the newest two, in the cache and in the engine (each tarball is ~470 MB).
 # shellcheck disable=SC2012
-ls -1t "$images" | grep -E '^[0-9a-f]{12}$' | tail -n +4 | while read -r old; do rm -rf "${images:?}/$old"; done
+ls -1t "$images" | grep -E '^[0-9a-f]{12}$' | tail -n +3 | while read -r old; do rm -rf "${images:?}/$old"; done
 kept="$(ls -1 "$images" | grep -E '^[0-9a-f]{12}$' | paste -sd'|')"
 "${docker[@]}" image ls --format '{{.Repository}}:{{.Tag}}' \
   | grep -E '^flaskops\.local/(guestbook|flaskops|guestbook-broken):[0-9a-f]{12}$' | grep -vE ":($kept)\$" \
