@@ -235,12 +235,12 @@ def run(cluster_name: str) -> int:
     if local:
         _show_refusal(env)
     url = _serve_on_loopback(env, app) if real is not None else None
-    if url is None:
+    # Only the local testbed falls back to KWOK; a KUBECONFIG cluster has real kubelets of its own.
+    if real is None and local:
         print(
             "The pods above are SIMULATED (KWOK): no process runs the guestbook, so there is no URL to open."
         )
-        if real is None and local:
-            print(f"(The real node did not start: {_real_node_failure or 'see above'}.)")
+        print(f"(The real node did not start: {_real_node_failure or 'see above'})")
         print()
     print("Next:")
     print(f"  export KUBECONFIG={kubeconfig} PATH={paths.bin_dir()}:$PATH")
