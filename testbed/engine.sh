@@ -49,6 +49,8 @@ case "${1:-}" in
     for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pid_file"
+    # Its exec root, unless something is still mounted there.
+    grep -q " $run_dir/" /proc/self/mountinfo || rm -rf "$run_dir"
     ;;
   *)
     echo "usage: $0 start|stop|status|host" >&2
