@@ -39,17 +39,18 @@ inputs() {
     -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum)
 }
 key="$(inputs | sha256sum | cut -c1-12)"
+
+# ---- packages: also on the no-op path, since the real node and the Compose test need them too -------------
+# shellcheck source=node-packages.sh
+source "$here/node-packages.sh"
+ensure_node_packages
+
 dest="$images/$key"
 if [ -s "$dest/images.tar" ] && [ -s "$dest/images.env" ]; then
   log "images present in $dest (nothing to build)"
   ln -sfn "$key" "$images/current"
   exit 0
 fi
-
-# ---- packages --------------------------------------------------------------------------------------------
-# shellcheck source=node-packages.sh
-source "$here/node-packages.sh"
-ensure_node_packages
 
 mkdir -p "$images"
 exec 9>"$images/.build.lock"
