@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One Dockerfile, one target per image:
 #   docker build --target app -t guestbook .        the reference Flask app (this file's first part)
 #   docker build --target operator -t flaskops .    the operator (added below by the operator work)
@@ -6,6 +5,10 @@
 # The app image contract (ARCHITECTURE.md): `gunicorn` and `flask` on PATH, WORKDIR /app holding
 # wsgi.py and gunicorn.conf.py, reads APP_ENV, DATABASE_URL, SECRET_KEY, SECRET_KEY_FALLBACKS.
 # Migrations are NOT run here: the operator runs `flask db upgrade` once, in a Job, before rollout.
+#
+# No `# syntax=` line: BuildKit would fetch that frontend from a registry, and builds must work offline.
+# PYTHON_IMAGE is any Debian-based image with Python 3.11 at /usr/local/bin/python; the testbed passes one
+# it made from Debian packages (testbed/images.sh), users get the public one.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -50,6 +53,10 @@ COPY operator/flaskops ./operator/flaskops
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir ".[operator]" \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+# The operator's user, made here so the final stage only copies files (same base, so the same passwd plus it).
+RUN groupadd --system --gid 10001 flaskops \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin flaskops
 
 # ---- operator: `python -m flaskops` as a numeric non-root user on a read-only root filesystem ------
 # The chart runs the same command and arguments (tests/chart/test_command.py checks they agree); it
@@ -62,6 +69,11 @@ COPY --from=operator-builder /opt/venv /opt/venv
 # Root-owned and empty: `python -m` puts the working directory first on sys.path, so it must not be the
 # writable /tmp.
 WORKDIR /opt/flaskops
+# kopf calls getpass.getuser() at start-up (its peering identity), even with --standalone: without a passwd
+# entry for the numeric user it dies with `KeyError: 'getpwuid(): uid not found: 10001'`. LOGNAME answers
+# first (getpass reads it before passwd), so a cluster that overrides runAsUser still starts.
+COPY --from=operator-builder /etc/passwd /etc/group /etc/
+ENV LOGNAME=flaskops
 USER 10001:10001
 EXPOSE 8080 9443
 ENTRYPOINT ["python", "-m", "flaskops"]

@@ -13,13 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv lint testbed chart-docs cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
+.PHONY: help venv lint testbed images chart-docs cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
 
 help:
-	@echo "make demo   - start local PostgreSQL + control plane, run the operator, apply the example, wait for Ready"
+	@echo "make demo   - local PostgreSQL + control plane + a real node, the operator, the example to Ready, a URL to open"
 	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make app-demo - just the guestbook: local PostgreSQL, migrations, Gunicorn on 127.0.0.1:$(APP_DEMO_PORT)"
+	@echo "make images - build the guestbook and operator images locally (no registry; never pushed)"
 	@echo "parts: venv lint testbed chart-docs cluster-up cluster-down demo-down app-demo-down clean"
 
 $(STAMP): pyproject.toml
@@ -39,7 +40,8 @@ lint: venv
 	$(BIN)/mypy operator/flaskops app/guestbook testbed/flaskops_testbed
 	$(BIN)/hadolint Dockerfile
 
-# Compiles kube-apiserver & co., etcd, kwok and helm once into $(FLASKOPS_CACHE); a no-op when cached.
+# Compiles kube-apiserver & co., etcd, kwok, helm and the real node's kubelet once into $(FLASKOPS_CACHE);
+# a no-op when cached.
 testbed:
 	bash testbed/build.sh
 
@@ -48,20 +50,25 @@ testbed:
 chart-docs:
 	bash testbed/chart-docs.sh
 
+# Both Dockerfile targets (and the node's pause image) with a local Docker engine, from a base made of
+# Debian packages: no image registry. A no-op when nothing that goes into them changed. testbed/images.sh.
+images:
+	bash testbed/images.sh
+
 cluster-up: venv testbed
 	$(BIN)/python -m flaskops_testbed up
 
 cluster-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-test: venv testbed lint
+test: venv testbed images lint
 	@echo "==> pytest (the local testbed starts unless KUBECONFIG names a cluster)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest tests/app tests/operator $(PYTEST_ARGS)
 
-demo: venv testbed
+demo: venv testbed images
 	$(BIN)/python -m flaskops_testbed demo
 
 demo-down: venv

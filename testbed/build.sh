@@ -36,8 +36,17 @@ complete() {
   [ -f "$dest/stages.yaml" ]
 }
 
-if complete; then
-  echo "testbed: binaries present in $dest (nothing to build)"
+# The real node's kubelet (flaskops_testbed.node) lives in its own directory: adding it did not make
+# every existing control-plane build stale, and a machine that never runs the node could skip it.
+node_dest="$cache/node_$key"
+node_binaries=(kubelet)
+node_complete() {
+  local b
+  for b in "${node_binaries[@]}"; do [ -x "$node_dest/bin/$b" ] || return 1; done
+}
+
+if complete && node_complete; then
+  echo "testbed: binaries present in $dest and $node_dest (nothing to build)"
   exit 0
 fi
 
@@ -48,14 +57,10 @@ if ! flock -n 9; then
   echo "testbed: another build holds $cache/.build.lock; waiting for it"
   flock 9
 fi
-if complete; then
-  echo "testbed: binaries present in $dest (built by the other process)"
+if complete && node_complete; then
+  echo "testbed: binaries present in $dest and $node_dest (built by the other process)"
   exit 0
 fi
-
-tmp="$(mktemp -d "$cache/.tmp-$key.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/bin"
 
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
@@ -63,9 +68,8 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export GOTOOLCHAIN=local
 
 started=$SECONDS
-echo "testbed: cold build into $dest (expect 10-25 minutes on 2 cores; later runs are a no-op)"
 
-# build <module dir> <output name> <package> [ldflags...]
+# build <module dir> <output name> <package> [ldflags...]; into $tmp/bin
 build() {
   local module="$1" name="$2" pkg="$3"
   shift 3
@@ -92,39 +96,59 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   )
 done
 
-build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "${kube_ldflags[@]}"
-build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "${kube_ldflags[@]}"
-build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "${kube_ldflags[@]}"
-build kube kubectl k8s.io/kubernetes/cmd/kubectl "${kube_ldflags[@]}"
-build etcd etcd go.etcd.io/etcd/server/v3
-kwok_ldflags=(
-  "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
-  "-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBERNETES_VERSION#v}"
-)
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok "${kwok_ldflags[@]}"
-build kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl "${kwok_ldflags[@]}"
-# `helm version` otherwise reports only the minor ("v4.3") baked into the source.
-build helm helm "$HELM_MODULE/cmd/helm" \
-  "-X $HELM_MODULE/internal/version.version=$HELM_VERSION" \
-  "-X $HELM_MODULE/internal/version.gitTreeState=clean"
+if ! complete; then
+  echo "testbed: cold build into $dest (expect 10-25 minutes on 2 cores; later runs are a no-op)"
+  tmp="$(mktemp -d "$cache/.tmp-$key.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/bin"
 
-# The stages ship inside the KWOK module; take them from the exact version we pinned.
-kwok_dir="$(cd "$here/kwok" && "$go" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
-{
-  echo "# KWOK ${KWOK_VERSION} stages, extracted by testbed/build.sh from $kwok_dir/kustomize/stage"
-  for s in "${stages[@]}"; do
-    echo "---"
-    cat "$kwok_dir/kustomize/stage/$s"
-  done
-} >"$tmp/stages.yaml"
-mkdir -p "$tmp/stages"
-for s in "${stages[@]}"; do cp "$kwok_dir/kustomize/stage/$s" "$tmp/stages/"; done
-chmod -R u+w "$tmp/stages" "$tmp/stages.yaml"   # module cache files are read-only
+  build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "${kube_ldflags[@]}"
+  build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "${kube_ldflags[@]}"
+  build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "${kube_ldflags[@]}"
+  build kube kubectl k8s.io/kubernetes/cmd/kubectl "${kube_ldflags[@]}"
+  build etcd etcd go.etcd.io/etcd/server/v3
+  kwok_ldflags=(
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+    "-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBERNETES_VERSION#v}"
+  )
+  build kwok kwok sigs.k8s.io/kwok/cmd/kwok "${kwok_ldflags[@]}"
+  build kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl "${kwok_ldflags[@]}"
+  # `helm version` otherwise reports only the minor ("v4.3") baked into the source.
+  build helm helm "$HELM_MODULE/cmd/helm" \
+    "-X $HELM_MODULE/internal/version.version=$HELM_VERSION" \
+    "-X $HELM_MODULE/internal/version.gitTreeState=clean"
 
-cp "$here/versions.env" "$tmp/versions.env"
-chmod 755 "$tmp"   # mktemp makes it 700; the postgres user may need to traverse the cache later
-rm -rf "$dest"     # a leftover from a different, incomplete layout; complete() said it is not usable
-mv "$tmp" "$dest"
-trap - EXIT
-echo "testbed: done in $(( SECONDS - started ))s -> $dest/bin"
-du -sh "$dest" | sed 's/^/testbed: size /'
+  # The stages ship inside the KWOK module; take them from the exact version we pinned.
+  kwok_dir="$(cd "$here/kwok" && "$go" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  {
+    echo "# KWOK ${KWOK_VERSION} stages, extracted by testbed/build.sh from $kwok_dir/kustomize/stage"
+    for s in "${stages[@]}"; do
+      echo "---"
+      cat "$kwok_dir/kustomize/stage/$s"
+    done
+  } >"$tmp/stages.yaml"
+  mkdir -p "$tmp/stages"
+  for s in "${stages[@]}"; do cp "$kwok_dir/kustomize/stage/$s" "$tmp/stages/"; done
+  chmod -R u+w "$tmp/stages" "$tmp/stages.yaml"   # module cache files are read-only
+
+  cp "$here/versions.env" "$tmp/versions.env"
+  chmod 755 "$tmp"   # mktemp makes it 700; the postgres user may need to traverse the cache later
+  rm -rf "$dest"     # a leftover from a different, incomplete layout; complete() said it is not usable
+  mv "$tmp" "$dest"
+  trap - EXIT
+  echo "testbed: done in $(( SECONDS - started ))s -> $dest/bin"
+  du -sh "$dest" | sed 's/^/testbed: size /'
+fi
+
+if ! node_complete; then
+  echo "testbed: building the real node's kubelet into $node_dest (2-4 minutes after the control plane)"
+  tmp="$(mktemp -d "$cache/.tmp-node_$key.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/bin"
+  build kube kubelet k8s.io/kubernetes/cmd/kubelet "${kube_ldflags[@]}"
+  chmod 755 "$tmp"
+  rm -rf "$node_dest"
+  mv "$tmp" "$node_dest"
+  trap - EXIT
+  echo "testbed: kubelet done -> $node_dest/bin"
+fi

@@ -96,6 +96,10 @@ def status(args: argparse.Namespace) -> int:
     print(cluster.status())
     pg = LocalPostgres(default_base_dir())
     print(f"postgres: {'running on ' + pg.host + ':' + str(pg.port) if pg.is_running() else 'stopped'}")
+    from flaskops_testbed import node
+
+    owner = node.owner()
+    print(f"real node: {'joined to cluster ' + repr(owner) if owner else 'not running'} ({node.node_home()})")
     return 0 if cluster.is_healthy() else 3
 
 

@@ -114,21 +114,56 @@ class KwokCluster:
         }
         if self.audit_policy is not None:
             options["kubeAuditPolicy"] = str(Path(self.audit_policy).resolve())
+        # Pods on the real node reach the API server at the `kubernetes` Service's ClusterIP (node.py
+        # forwards it to loopback): the serving certificate must name that address.
+        from flaskops_testbed import node  # node.py builds on this module
+
+        options["kubeApiserverCertSANs"] = [node.KUBERNETES_SERVICE_IP]
         config: dict[str, object] = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
             "options": options,
         }
-        if self.extra_apiserver_args:
-            config["componentsPatches"] = [
-                {
-                    "name": "kube-apiserver",
-                    "extraArgs": [{"key": k, "value": v} for k, v in self.extra_apiserver_args.items()],
-                }
-            ]
+        apiserver_args = {**self.real_node_apiserver_args(), **self.extra_apiserver_args}
+        config["componentsPatches"] = [
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [{"key": k, "value": v} for k, v in apiserver_args.items()],
+            },
+            {
+                # kwokctl starts KWOK with --manage-all-nodes=true, which would take over the real node;
+                # its own nodes carry this annotation. (The later flag wins.)
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false"},
+                    {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"},
+                ],
+            },
+        ]
         # Any Stage in the configuration replaces all of kwokctl's defaults, so these are the full set.
         stages = [d for d in yaml.safe_load_all(paths.stages_file().read_text()) if d]
         return [config, *stages]
+
+    def real_node_apiserver_args(self) -> dict[str, str]:
+        """API server flags the real node needs (harmless without one, so every cluster gets them).
+
+        - a client certificate for calls to kubelets (logs, exec): kwokctl's admin one, which the
+          kubelet trusts through the cluster CA and authorizes (system:masters) by webhook;
+        - the Service range that node.py's ClusterIP address comes from;
+        - webhook and aggregated API calls to endpoints (pod IPs), not ClusterIPs: no kube-proxy here;
+        - node selector and tolerations from namespace annotations (node.NAMESPACE_ANNOTATIONS), so
+          the operator's own Deployments and Jobs land on the real node unchanged.
+        """
+        from flaskops_testbed import node  # node.py builds on this module
+
+        pki = self.cluster_dir / "pki"
+        return {
+            "kubelet-client-certificate": str(pki / "admin.crt"),
+            "kubelet-client-key": str(pki / "admin.key"),
+            "service-cluster-ip-range": node.SERVICE_CIDR,
+            "enable-aggregator-routing": "true",
+            "enable-admission-plugins": "PodNodeSelector,PodTolerationRestriction",
+        }
 
     def exists(self) -> bool:
         return (self.cluster_dir / "kwok.yaml").exists()
@@ -190,7 +225,12 @@ class KwokCluster:
         core = client.CoreV1Api(api)
 
         def nodes_ready() -> bool:
-            nodes = core.list_node().items
+            # KWOK's nodes only: a real node (node.py) joins later, and a stopped one may linger NotReady.
+            nodes = [
+                n
+                for n in core.list_node().items
+                if ((n.metadata and n.metadata.annotations) or {}).get("kwok.x-k8s.io/node") == "fake"
+            ]
             if len(nodes) >= self.nodes and all(_node_ready(n) for n in nodes):
                 return True
             states = ", ".join(f"{n.metadata and n.metadata.name} Ready={_node_ready(n)}" for n in nodes)
@@ -228,6 +268,11 @@ class KwokCluster:
 
     def down(self, timeout: float = 30) -> None:
         """Stop every component and remove the cluster's state; leaves no process behind."""
+        from flaskops_testbed import node  # node.py builds on this module
+
+        if node.owner() == self.name:
+            # Its kubelet would otherwise keep calling an API server that is gone.
+            node.stop_node(self)
         pids = self._component_pids()
         if self.exists():
             log(f"stopping cluster {self.name!r}")

@@ -3,6 +3,11 @@
 Local PostgreSQL + local control plane (or the cluster in KUBECONFIG), the CRDs, the operator as a
 background process, examples/postgresserver.yaml and examples/flaskapp.yaml applied, then a wait for
 Ready that prints every condition change, and finally what `kubectl get/describe` show.
+
+On the local testbed the app runs for real: a kubelet node (flaskops_testbed.node) runs the guestbook
+image `make images` built, and the demo ends with a URL on 127.0.0.1 (a `kubectl port-forward` to the
+Deployment) that it has itself fetched before printing. When the real node cannot start, the demo says
+so and why, and goes on with KWOK's simulated pods, saying that nothing serves then.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from flaskops_testbed import cluster as kwok
-from flaskops_testbed import paths
+from flaskops_testbed import images, node, paths
 from flaskops_testbed.postgres import LocalPostgres, default_base_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +112,11 @@ def start_operator(env: dict[str, str]) -> int:
 
 
 def stop_operator() -> None:
-    pid_file = state_dir() / "operator.pid"
+    _stop_pid_file(state_dir() / "port-forward.pid")
+    _stop_pid_file(state_dir() / "operator.pid")
+
+
+def _stop_pid_file(pid_file: Path) -> None:
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
@@ -149,6 +159,7 @@ def _wait_ready(env: dict[str, str], timeout: float) -> None:
 def run(cluster_name: str) -> int:
     started = time.monotonic()
     given = os.environ.get("KUBECONFIG")
+    real: RealApp | None = None
     pg = LocalPostgres(default_base_dir())
     log(f"[1/6] PostgreSQL 15 on loopback (state in {pg.base_dir})")
     pg.start()
@@ -159,7 +170,9 @@ def run(cluster_name: str) -> int:
         if not paths.is_built():
             raise SystemExit("testbed binaries missing: run `make testbed` (make demo does this first)")
         log("[2/6] local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes")
-        kubeconfig = str(kwok.start(cluster_name).kubeconfig)
+        cluster = kwok.start(cluster_name)
+        kubeconfig = str(cluster.kubeconfig)
+        real = _start_real_node(cluster)
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{paths.bin_dir()}:{os.environ.get('PATH', '')}"}
 
     log("[3/6] CRDs, the admin Secret, the PostgresServer, the demo namespace")
@@ -170,7 +183,10 @@ def run(cluster_name: str) -> int:
         (ADMIN_NAMESPACE, {}),
         (NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"}),
     ):
-        _apply(env, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
+        meta: dict[str, Any] = {"name": ns, "labels": labels}
+        if ns == NAMESPACE and real is not None:
+            meta["annotations"] = dict(node.NAMESPACE_ANNOTATIONS)  # its pods go to the real node
+        _apply(env, {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
     _apply(
         env,
         {
@@ -182,6 +198,10 @@ def run(cluster_name: str) -> int:
     )
     server = yaml.safe_load((ROOT / "examples" / "postgresserver.yaml").read_text())
     server["spec"].update(host=pg.host, port=pg.port, sslMode="disable")
+    if real is not None:
+        # Pods reach PostgreSQL (on loopback) through the node's forwarder on the bridge gateway.
+        host, port = real.node.forward(pg.port)
+        server["spec"].update(host=host, port=port)
     _apply(env, server)
 
     local = not given
@@ -194,6 +214,13 @@ def run(cluster_name: str) -> int:
     log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE}; waiting for Ready")
     app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
     app["metadata"]["namespace"] = NAMESPACE
+    if real is not None:
+        app["spec"]["image"] = real.images.guestbook
+        # Plain HTTP on loopback for your browser; in production TLS ends at an ingress in front.
+        app["spec"]["env"] = [
+            {"name": "FORCE_HTTPS", "value": "false"},
+            {"name": "SESSION_COOKIE_SECURE", "value": "false"},
+        ]
     _apply(env, app)
     _wait_ready(env, timeout=300)
 
@@ -207,13 +234,95 @@ def run(cluster_name: str) -> int:
     print(_kubectl(env, "describe", "flaskapp", APP, "-n", NAMESPACE))
     if local:
         _show_refusal(env)
+    url = _serve_on_loopback(env, app) if real is not None else None
+    # Only the local testbed falls back to KWOK; a KUBECONFIG cluster has real kubelets of its own.
+    if real is None and local:
+        print(
+            "The pods above are SIMULATED (KWOK): no process runs the guestbook, so there is no URL to open."
+        )
+        print(f"(The real node did not start: {_real_node_failure or 'see above'})")
+        print()
     print("Next:")
     print(f"  export KUBECONFIG={kubeconfig} PATH={paths.bin_dir()}:$PATH")
     print(f"  kubectl get flaskapps -n {NAMESPACE} -w          # watch it")
     print(f"  kubectl edit flaskapp {APP} -n {NAMESPACE}       # change spec.image: migrate, then roll")
     print(f"  tail -f {state_dir() / 'operator.log'}     # the operator's JSON logs")
     print("  make demo-down                                  # stop operator, cluster and PostgreSQL")
+    if url is not None:
+        print()
+        print(f"The guestbook, served by the pods the operator deployed on a real kubelet node: {url}")
+        print(f"  curl {url}api/entries")
     return 0
+
+
+@dataclass
+class RealApp:
+    """The real node the demo's pods run on, and the images it holds."""
+
+    node: node.RealNode
+    images: images.Images
+
+
+_real_node_failure = ""
+
+
+def _start_real_node(cluster: kwok.KwokCluster) -> RealApp | None:
+    """Start the real node with the project's images, or say plainly why not and return None."""
+    global _real_node_failure
+    try:
+        built = images.load()
+        paths.node_binary("kubelet")
+        log("[2/6] a real kubelet node (containerd, bridge flaskops0) with the guestbook image")
+        return RealApp(node.RealNode(cluster).up(images=built.tarball), built)
+    except (images.ImagesNotBuiltError, paths.TestbedNotBuiltError, node.NodeError, OSError) as exc:
+        _real_node_failure = str(exc).splitlines()[0]
+        log(f"the real node could not start: {_real_node_failure}")
+        log("going on with SIMULATED pods (KWOK): the app will look Ready, but no process serves it")
+        return None
+
+
+def _serve_on_loopback(env: dict[str, str], app: dict[str, Any]) -> str | None:
+    """`kubectl port-forward` to the Deployment on a free loopback port; the URL once it answers."""
+    import urllib.request
+
+    port = _free_port()
+    log_path = state_dir() / "port-forward.log"
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                str(paths.tool("kubectl")),
+                "port-forward",
+                "-n",
+                NAMESPACE,
+                f"deployment/{APP}",
+                f"{port}:{app['spec']['port']}",
+                "--address=127.0.0.1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (state_dir() / "port-forward.pid").write_text(str(proc.pid))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            print(f"kubectl port-forward did not serve the guestbook; see {log_path}")
+            return None
+        time.sleep(0.2)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/entries", timeout=5) as resp:
+        body = resp.read().decode()
+    print(f"$ curl {url}api/entries      # served by a real pod, through kubectl port-forward")
+    print(body.strip())
+    print()
+    return url
 
 
 def _show_refusal(env: dict[str, str]) -> None:

@@ -15,6 +15,13 @@
     ServiceAccount already exists, so pods are admitted at once); deleted after the test without
     waiting for the deletion to finish.
 
+``real_node`` (session)
+    A ``RealNodeHandle``: one kubelet on containerd joined to the local testbed, with the project's
+    images (``make images``) imported; stopped at the end of the session, leaving nothing behind.
+    Fails with the command to run when the images or the kubelet are not built; skips on a cluster
+    named by ``KUBECONFIG`` (its nodes are real already, but this harness cannot load images there).
+    ``real_node.namespace(prefix)`` makes a restricted namespace whose pods land on the real node.
+
 Wait helpers (re-exported from ``flaskops_testbed.waiting``): ``wait_for``, ``watch_until``,
 ``has_condition``, ``condition_status``, ``NotYet``.
 """
@@ -38,6 +45,9 @@ from kubernetes.client.exceptions import ApiException
 
 from flaskops_testbed import paths
 from flaskops_testbed.cluster import KwokCluster, claim, reap_orphans
+from flaskops_testbed.images import Images, ImagesNotBuiltError
+from flaskops_testbed.images import load as load_images
+from flaskops_testbed.node import NAMESPACE_ANNOTATIONS, RealNode
 from flaskops_testbed.waiting import (
     NotYet,
     api_client,
@@ -52,10 +62,12 @@ __all__ = [
     "CommandError",
     "Kube",
     "NotYet",
+    "RealNodeHandle",
     "condition_status",
     "has_condition",
     "kube",
     "namespace",
+    "real_node",
     "wait_for",
     "watch_until",
 ]
@@ -274,3 +286,57 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+@dataclass
+class RealNodeHandle:
+    """The session's real node, the images on it, and namespaces whose pods run there."""
+
+    kube: Kube
+    node: RealNode
+    images: Images
+
+    def namespace(self, prefix: str = "rp") -> str:
+        """A fresh `restricted` namespace whose pods are placed on the real node (by annotations the
+        API server's admission plugins read); its name carries no safety token such as `test`."""
+        core = client.CoreV1Api(self.kube.api)
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(
+                    name=name, labels=dict(RESTRICTED), annotations=dict(NAMESPACE_ANNOTATIONS)
+                )
+            )
+        )
+        watch_until(
+            core.list_namespaced_service_account,
+            lambda sa: True,
+            timeout=60,
+            what=f"ServiceAccount {name}/default",
+            describe=lambda sa: f"ServiceAccount {sa.metadata.name}",
+            namespace=name,
+            field_selector="metadata.name=default",
+        )
+        return name
+
+    def forward(self, port: int) -> tuple[str, int]:
+        """(host, port) where pods reach a service this machine runs on 127.0.0.1:`port`."""
+        return self.node.forward(port)
+
+
+@pytest.fixture(scope="session")
+def real_node(kube: Kube) -> Iterator[RealNodeHandle]:
+    """One real kubelet node beside the KWOK nodes, for the whole session (see the module docstring)."""
+    if kube.cluster is None:
+        pytest.skip("KUBECONFIG names another cluster: the real-node harness runs on the local testbed only")
+    try:
+        built = load_images()
+        paths.node_binary("kubelet")
+    except (ImagesNotBuiltError, paths.TestbedNotBuiltError) as exc:
+        pytest.fail(f"{exc}\n(`make test` builds both)", pytrace=False)
+    node = RealNode(kube.cluster)
+    node.up(images=built.tarball)
+    try:
+        yield RealNodeHandle(kube, node, built)
+    finally:
+        node.down()

@@ -101,6 +101,28 @@ def bin_dir() -> Path:
     return testbed_dir() / "bin"
 
 
+# The real node's binaries: build.sh puts them beside the control plane's, in node_<same key>/bin.
+NODE_BINARIES = ("kubelet",)
+
+
+def node_bin_dir() -> Path:
+    """Directory holding the kubelet build.sh built for the pinned Kubernetes version."""
+    control_plane = testbed_dir()
+    return control_plane.parent / f"node_{control_plane.name}" / "bin"
+
+
+def node_binary(name: str) -> Path:
+    """Absolute path of one of the real node's binaries; raises with the command to run when missing."""
+    if name not in NODE_BINARIES:
+        raise ValueError(f"unknown node binary {name!r}; known: {', '.join(NODE_BINARIES)}")
+    path = node_bin_dir() / name
+    if not os.access(path, os.X_OK):
+        raise TestbedNotBuiltError(
+            f"{path} does not exist: build it with `make testbed` (about 3 minutes after the control plane)"
+        )
+    return path
+
+
 def stages_file() -> Path:
     """The KWOK stages extracted from the pinned module at build time (one multi-document YAML)."""
     return testbed_dir() / "stages.yaml"

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins the Kubernetes control-plane commands the testbed builds; nothing imports it.
+// Package tools pins the Kubernetes commands the testbed builds; nothing imports it.
 package tools
 
 import (
@@ -8,4 +8,6 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	// The real node beside the KWOK nodes (flaskops_testbed.node).
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -59,3 +59,16 @@ def test_operator_image_runs_as_the_charts_numeric_user() -> None:
     assert (ctx["runAsUser"], ctx["runAsGroup"]) == (int(user.group(1)), int(user.group(2)))
     # Only the operator's dependencies: not the app's (Flask, gunicorn).
     assert '".[operator]"' in text[text.index("AS operator-builder") : text.index("AS operator\n")]
+
+
+def test_operator_image_names_its_user_and_builds_offline() -> None:
+    """Two failures only a real run showed (tests/e2e/test_real_pods.py runs the image on a real node):
+    kopf's getpass.getuser() dies without a passwd entry for the numeric user, and a `# syntax=` line makes
+    BuildKit fetch its frontend from a registry."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    builder = text[text.index("AS operator-builder") : text.index("AS operator\n")]
+    operator_stage = text[text.index("AS operator\n") :]
+    assert re.search(r"useradd .*--uid 10001 ", builder.replace("\\\n", " "))
+    assert "COPY --from=operator-builder /etc/passwd /etc/group /etc/" in operator_stage
+    assert re.search(r"^ENV LOGNAME=\S+$", operator_stage, re.MULTILINE)  # getuser() asks LOGNAME first

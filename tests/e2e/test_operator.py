@@ -6,14 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import yaml
-from e2e_support import ROOT, Apps, OperatorProcess, flaskapp, free_port
+from e2e_support import ROOT, Apps, OperatorProcess, flaskapp
 from kubernetes import client
 
 from flaskops import credentials, names, ownership
@@ -364,94 +362,6 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
     a = json.dumps(before, indent=1, sort_keys=True).splitlines()
     b = json.dumps(after, indent=1, sort_keys=True).splitlines()
     return "\n".join(line for line in difflib.unified_diff(a, b, lineterm="", n=1))
-
-
-def container_env(kube: Kube, namespace: str, container: Any) -> dict[str, str]:
-    """A container's environment resolved the way the kubelet would, from the operator's Secrets."""
-    env: dict[str, str] = {}
-    for var in container.env or []:
-        if var.value is not None:
-            env[var.name] = var.value
-        elif var.value_from and var.value_from.secret_key_ref:
-            ref = var.value_from.secret_key_ref
-            data = secret_data(kube, namespace, ref.name)
-            if ref.key in data:
-                env[var.name] = data[ref.key]
-            elif not ref.optional:
-                raise AssertionError(f"{var.name}: key {ref.key} missing from Secret {ref.name}")
-    return env
-
-
-@pytest.mark.usefixtures("operator")
-def test_contract_the_operator_commands_run_the_reference_app(
-    kube: Kube, apps: Apps, ns: str, make_server: Any, postgres: Any, tmp_path: Path
-) -> None:
-    """KWOK runs no containers, so run the Job's and the Deployment's exact command lines here, with the
-    environment resolved from the operator's Secrets, against the database it provisioned."""
-    import os
-    import signal
-    import subprocess
-
-    import requests
-
-    port = free_port()
-    server = make_server(["production"])
-    # Behind an ingress the app trusts one proxy's X-Forwarded-Proto (spec.env is passed through).
-    proxy_env = [{"name": "PROXY_COUNT", "value": "1"}]
-    apps.apply(flaskapp("contract", ns, server=server, port=port, env=proxy_env))
-    apps.wait(ns, "contract", timeout=180)
-    (job,) = jobs(kube, ns, "contract")
-    job_container = job.spec.template.spec.containers[0]
-    web = deployment(kube, ns, "contract").spec.template.spec.containers[0]
-    # The image has `flask` and `gunicorn` on PATH; here they live next to this interpreter.
-    bin_dir = os.path.dirname(sys.executable)
-    base_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp")}
-    app_dir = ROOT / "app"  # the image's WORKDIR holds wsgi.py and gunicorn.conf.py
-
-    migrate = subprocess.run(
-        job_container.command,
-        env={**base_env, **container_env(kube, ns, job_container)},
-        cwd=app_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stderr
-    data = secret_data(kube, ns, names.db_secret_name("contract"))
-    with psycopg.connect(data["DATABASE_URL"]) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
-
-    # Gunicorn's JSON logs go to a file: a pipe nobody reads would fill up and stall the workers.
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            web.command,
-            env={**base_env, **container_env(kube, ns, web)},
-            cwd=app_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        path = web.readiness_probe.http_get.path
-        url = f"http://127.0.0.1:{port}{path}"
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(log_path.read_text(errors="replace"))
-            return requests.get(url, timeout=2).status_code == 200
-
-        wait_for(ready, timeout=60, what=f"gunicorn answering {path}")
-        live = requests.get(f"http://127.0.0.1:{port}{web.liveness_probe.http_get.path}", timeout=2)
-        assert live.status_code == 200
-        entries = requests.get(
-            f"http://127.0.0.1:{port}/api/entries", headers={"X-Forwarded-Proto": "https"}, timeout=5
-        )
-        assert entries.status_code == 200, entries.text
-        assert isinstance(json.loads(entries.text), dict | list)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
 
 
 @pytest.mark.usefixtures("operator")

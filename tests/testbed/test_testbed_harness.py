@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from flaskops_testbed import cluster, paths
+from flaskops_testbed import cluster, node, paths
 from flaskops_testbed.waiting import NotYet, condition_status, describe_conditions, has_condition, wait_for
 
 STAGES = {
@@ -49,9 +49,18 @@ def test_kwokctl_config_uses_local_binaries_on_loopback_with_all_stages(fake_bui
     assert options["kwokControllerBinary"] == str(fake_build / "kwok")
     assert all(Path(str(v)).is_absolute() for k, v in options.items() if k.endswith("Binary"))
     assert not any("prometheus" in k.lower() or "jaeger" in k.lower() for k in options)
-    assert config["componentsPatches"] == [
-        {"name": "kube-apiserver", "extraArgs": [{"key": "audit-log-maxage", "value": "1"}]}
-    ]
+    patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in config["componentsPatches"]}  # type: ignore[attr-defined]
+    # The caller's flags, on top of what the real node needs from every cluster (node.py).
+    assert patches["kube-apiserver"]["audit-log-maxage"] == "1"
+    assert patches["kube-apiserver"]["kubelet-client-certificate"].endswith("/pki/admin.crt")
+    assert patches["kube-apiserver"]["service-cluster-ip-range"] == node.SERVICE_CIDR
+    assert "PodNodeSelector" in patches["kube-apiserver"]["enable-admission-plugins"]
+    # KWOK must leave the real node alone: it manages only the nodes kwokctl made.
+    assert patches["kwok-controller"] == {
+        "manage-all-nodes": "false",
+        "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake",
+    }
+    assert options["kubeApiserverCertSANs"] == [node.KUBERNETES_SERVICE_IP]
     assert {s["metadata"]["name"] for s in stages} == STAGES  # type: ignore[index]
 
 
