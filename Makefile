@@ -94,3 +94,8 @@ app-demo: venv
 
 app-demo-down:
 	$(APP_DEMO_PG) stop
+
+# Rewrite app/openapi.json from the code (tests/app fail while the checked-in copy differs).
+.PHONY: openapi
+openapi: venv
+	$(BIN)/python -c 'from guestbook.openapi import dumps; print(dumps(), end="")' > app/openapi.json

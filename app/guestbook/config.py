@@ -165,6 +165,9 @@ class BaseConfig:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Far above the largest valid body (1,080 characters, each at most 12 bytes as a JSON escape or a
+    # percent-encoded form value); anything larger is refused with 413 before it is read.
+    MAX_CONTENT_LENGTH = 64 * 1024
     # Only the production class defaults to HTTPS-only cookies, redirects and a strong key.
     SECURE_DEFAULT: ClassVar[bool] = False
     REQUIRE_STRONG_SECRET_KEY: ClassVar[bool] = False
