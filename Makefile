@@ -49,11 +49,11 @@ cluster-up: venv testbed
 cluster-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-test: venv testbed lint
+test: venv testbed lint pgbouncer
 	@echo "==> pytest (the local testbed starts unless KUBECONFIG names a cluster)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv pgbouncer
 	$(BIN)/python -m pytest tests/app tests/operator $(PYTEST_ARGS)
 
 demo: venv testbed
@@ -99,3 +99,9 @@ app-demo-down:
 .PHONY: openapi
 openapi: venv
 	$(BIN)/python -c 'from guestbook.openapi import dumps; print(dumps(), end="")' > app/openapi.json
+
+# tests/app put a real PgBouncer (Debian's package) in front of PostgreSQL; installed once, like wrk.
+.PHONY: pgbouncer
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { echo "==> installing pgbouncer (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }

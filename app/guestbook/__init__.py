@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from . import models  # noqa: F401  (models must be registered before Flask-Migrate compares)
+from . import database, models  # noqa: F401  (models must be registered before Flask-Migrate compares)
 from .api import api_bp
 from .config import ConfigError, load_config
 from .errors import register_error_handlers
@@ -41,6 +41,7 @@ def load_configuration(app: Flask, env: str | None, environ: Mapping[str, str]) 
 def register_extensions(app: Flask) -> None:
     # The engine is created lazily: no database connection is opened here, so it is safe pre-fork.
     db.init_app(app)
+    database.configure(app)
     migrate.init_app(app, db)
     cache.init_app(app)
 

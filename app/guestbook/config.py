@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from .database import POOLERS, connect_args
+
 ENVIRONMENTS = ("development", "testing", "production")
 DEFAULT_ENV = "development"
 
@@ -211,6 +213,11 @@ class BaseConfig:
 
         self.DB_CONNECT_TIMEOUT = r.integer("DB_CONNECT_TIMEOUT", 3, minimum=1)
         self.DB_STATEMENT_TIMEOUT_MS = r.integer("DB_STATEMENT_TIMEOUT_MS", 15000)
+        self.DB_POOLER = r.optional("DB_POOLER", "none").strip().lower() or "none"
+        if self.DB_POOLER not in POOLERS:
+            r.problems.append(f"DB_POOLER={self.DB_POOLER!r} is not one of {', '.join(POOLERS)}")
+            self.DB_POOLER = "none"
+        self._url = url
         self.READYZ_TIMEOUT_MS = r.integer("READYZ_TIMEOUT_MS", 1000, minimum=1)
         self.SQLALCHEMY_ENGINE_OPTIONS = self.engine_options(r)
 
@@ -242,17 +249,18 @@ class BaseConfig:
             raise ConfigError(self.ENV_NAME, problems)
 
     def connect_args(self) -> dict[str, Any]:
-        """libpq options every connection gets: a bounded connect and a bounded statement."""
-        return {
-            "connect_timeout": self.DB_CONNECT_TIMEOUT,
-            "options": f"-c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}",
-            "application_name": "guestbook",
-        }
+        """libpq options every connection gets: a bounded connect, and the statement timeout when
+        it travels as a startup parameter (DB_POOLER=none; see database.py for the others)."""
+        return connect_args(
+            self._url or URL.create(PSYCOPG_SCHEME),
+            self.DB_POOLER,
+            self.DB_CONNECT_TIMEOUT,
+            self.DB_STATEMENT_TIMEOUT_MS,
+        )
 
     def engine_options(self, r: _Reader) -> dict[str, Any]:
-        """A pool that survives a database restart (pre-ping) and never grows without bound."""
+        """A pool that never grows without bound; database.py replaces dead connections at checkout."""
         return {
-            "pool_pre_ping": True,
             "pool_recycle": r.integer("DB_POOL_RECYCLE", 1800),
             "pool_size": r.integer("DB_POOL_SIZE", 5, minimum=1),
             "max_overflow": r.integer("DB_MAX_OVERFLOW", 5),

@@ -153,3 +153,27 @@ def test_https_form_post_needs_a_same_origin_referer(make_app: Callable[..., Fla
     assert foreign.status_code == 400
     accepted = client.post("/", data=form, base_url=base, headers={"Referer": base + "/"})
     assert accepted.status_code == 302
+
+
+def test_proxy_count_0_trusts_no_forwarded_proto(make_app: Callable[..., Flask]) -> None:
+    # Talisman reads X-Forwarded-Proto itself: a client must not talk its way past the redirect.
+    client = make_app("production").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://localhost/api/entries"
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_a_trusted_proxy_saying_https_is_believed(make_app: Callable[..., Flask]) -> None:
+    client = make_app("production", PROXY_COUNT="1").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 200
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_only_the_trusted_hop_decides_the_scheme(make_app: Callable[..., Flask]) -> None:
+    # The client's own "https" ahead of what the one trusted proxy appended ("http") counts for nothing.
+    client = make_app("production", PROXY_COUNT="1").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https, http"})
+    assert response.status_code == 302
+    assert "Strict-Transport-Security" not in response.headers
