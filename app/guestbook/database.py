@@ -15,6 +15,10 @@ DB_POOLER says what sits between the app and PostgreSQL, and so how the statemen
     automatic server-side prepared statements are off: the next transaction may run on another
     server connection, where they do not exist (PgBouncer < 1.21 cannot track them).
 
+Reads run in autocommit (``read``): one round trip for a SELECT instead of BEGIN, SELECT, ROLLBACK.
+A single statement sees one consistent snapshot either way; a read that must see what the request
+wrote earlier, or several reads that must agree, use ``db.session`` (one transaction) instead.
+
 Liveness: instead of SQLAlchemy's pre-ping (a ``SELECT 1`` in its own transaction, two round trips on
 every checkout), a checkout looks at the connection's socket: a server that restarted, or killed
 the backend, has sent an error and closed it, so the socket is readable. Only then is the
@@ -24,10 +28,11 @@ connection pinged (and replaced when the ping fails); a quiet socket costs no ro
 from __future__ import annotations
 
 import select
+from collections.abc import Sequence
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import Engine, event, exc
+from flask import Flask, current_app
+from sqlalchemy import Engine, Executable, Row, event, exc
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -87,6 +92,22 @@ def _timeout_per_transaction(engine: Engine, timeout_ms: int) -> None:
             )
 
     event.listen(db.session, "after_begin", after_begin)
+
+
+def read(statement: Executable) -> Sequence[Row[Any]]:
+    """The rows of one read-only statement; in autocommit unless the session is already in a
+    transaction (then it must see that transaction's writes) or DB_POOLER=transaction (whose
+    statement timeout is set per transaction)."""
+    bind = db.session.get_bind()
+    if (
+        isinstance(bind, Engine)
+        and not db.session().in_transaction()
+        and current_app.config["DB_POOLER"] != "transaction"
+    ):
+        with bind.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            return connection.execute(statement).all()
+    return db.session.execute(statement).all()
 
 
 def configure(app: Flask) -> None:

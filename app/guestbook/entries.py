@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from . import schemas
+from .database import read
 from .extensions import cache, db
 from .models import Entry
 
@@ -60,8 +61,8 @@ def create(author: str, message: str) -> dict[str, Any]:
 
 def get(entry_id: int) -> dict[str, Any] | None:
     """The entry with this id, or None."""
-    row = db.session.execute(select(*_COLUMNS).where(Entry.id == entry_id)).first()
-    return as_dict(row) if row is not None else None
+    rows = read(select(*_COLUMNS).where(Entry.id == entry_id))
+    return as_dict(rows[0]) if rows else None
 
 
 def latest(limit: int = LATEST_MAX) -> list[dict[str, Any]]:
@@ -71,14 +72,12 @@ def latest(limit: int = LATEST_MAX) -> list[dict[str, Any]]:
     """
     seconds = int(current_app.config["ENTRIES_CACHE_SECONDS"])
     if seconds <= 0:
-        return [
-            as_dict(r) for r in db.session.execute(select(*_COLUMNS).order_by(*_NEWEST_FIRST).limit(limit))
-        ]
+        return [as_dict(r) for r in read(select(*_COLUMNS).order_by(*_NEWEST_FIRST).limit(limit))]
     now = clock()
     cached = cache.get(LATEST_KEY)
     # The age check is ours (on `clock`, which tests set); the backend's own timeout only cleans up.
     if cached is None or not 0 <= now - cached[0] < seconds:
         query = select(*_COLUMNS).order_by(*_NEWEST_FIRST).limit(LATEST_MAX)
-        cached = (now, [as_dict(r) for r in db.session.execute(query)])
+        cached = (now, [as_dict(r) for r in read(query)])
         cache.set(LATEST_KEY, cached, timeout=seconds)
     return list(cached[1][:limit])
