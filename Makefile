@@ -105,3 +105,10 @@ openapi: venv
 pgbouncer:
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { echo "==> installing pgbouncer (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
+# The reference app against a bare WSGI app alone (~3 min; no cluster): rewrites that section of
+# bench/RESULTS.md. BENCH_ARGS="--app-variant before=/tmp/old/app" adds an older tree to the same run.
+.PHONY: bench-app
+bench-app: venv
+	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk; }
+	PYTHONPATH=$(CURDIR)/testbed:$(CURDIR)/app:$(CURDIR) $(BIN)/python -m bench --app-only $(BENCH_ARGS)
