@@ -28,7 +28,7 @@ connection pinged (and replaced when the ping fails); a quiet socket costs no ro
 from __future__ import annotations
 
 import select
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import Flask, current_app
@@ -94,7 +94,7 @@ def _timeout_per_transaction(engine: Engine, timeout_ms: int) -> None:
     event.listen(db.session, "after_begin", after_begin)
 
 
-def read(statement: Executable) -> Sequence[Row[Any]]:
+def read(statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
     """The rows of one read-only statement; in autocommit unless the session is already in a
     transaction (then it must see that transaction's writes) or DB_POOLER=transaction (whose
     statement timeout is set per transaction)."""
@@ -106,8 +106,8 @@ def read(statement: Executable) -> Sequence[Row[Any]]:
     ):
         with bind.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            return connection.execute(statement).all()
-    return db.session.execute(statement).all()
+            return connection.execute(statement, parameters).all()
+    return db.session.execute(statement, parameters).all()
 
 
 def configure(app: Flask) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import sys
-import uuid
 from typing import TextIO
 
 from flask import Flask, Response, g, has_request_context, request
@@ -65,7 +65,8 @@ def configure_logging(app: Flask) -> None:
 
 def _assign_request_id() -> None:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex, without building a UUID object.
+    g.request_id = given if given and _VALID_REQUEST_ID.match(given) else secrets.token_hex(16)
 
 
 def _echo_request_id(response: Response) -> Response:

@@ -177,3 +177,14 @@ def test_only_the_trusted_hop_decides_the_scheme(make_app: Callable[..., Flask])
     response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https, http"})
     assert response.status_code == 302
     assert "Strict-Transport-Security" not in response.headers
+
+
+def test_headers_worked_out_once_still_follow_the_scheme_and_endpoint(make_app: Callable[..., Flask]) -> None:
+    # CachedTalisman computes headers per (endpoint, secure); one app sees every combination here.
+    client = make_app("production", FORCE_HTTPS="false").test_client()
+    for base, hsts in [("http://a.example", False), ("https://a.example", True), ("http://a.example", False)]:
+        for path in ("/", "/livez"):
+            headers = client.get(path, base_url=base).headers
+            assert ("Strict-Transport-Security" in headers) is hsts, (base, path)
+            assert headers["X-Frame-Options"] == "DENY"
+            assert headers.getlist("Content-Security-Policy") == [headers["Content-Security-Policy"]]

@@ -1,0 +1,43 @@
+"""Flask-Talisman, with its response headers worked out once per endpoint and scheme."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+from flask_talisman import Talisman
+
+
+class CachedTalisman(Talisman):
+    """Talisman whose per-response headers are computed once per (endpoint, secure or not).
+
+    Talisman rebuilds the same headers for every response (reading its options four times through
+    Flask's context locals and re-rendering the CSP string, ~70 µs of a ~170 µs /livez). They depend
+    only on the endpoint's options and on whether the request is secure (X-Forwarded-Proto is
+    already settled by security.TrustedForwarding), so the first response of each kind computes them
+    with Talisman's own code and later ones copy them. A CSP nonce makes every response different:
+    when one is configured, Talisman runs as it is.
+    """
+
+    def init_app(self, app: Any, **options: Any) -> None:
+        super().init_app(app, **options)
+        self._computed: dict[tuple[str | None, bool], list[tuple[str, str]]] = {}
+
+    def _make_nonce(self) -> None:
+        if self.content_security_policy_nonce_in:
+            super()._make_nonce()
+
+    def _set_response_headers(self, response: Response) -> Response:
+        if self.content_security_policy_nonce_in:
+            return super()._set_response_headers(response)
+        key = (request.endpoint, request.is_secure)
+        headers = self._computed.get(key)
+        if headers is None:
+            blank = Response()
+            present = set(blank.headers.keys())
+            super()._set_response_headers(blank)
+            headers = [(name, value) for name, value in blank.headers.items() if name not in present]
+            self._computed[key] = headers
+        for name, value in headers:
+            response.headers[name] = value
+        return response
