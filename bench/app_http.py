@@ -121,6 +121,28 @@ def wrk(port: int, path: str) -> dict[str, Any]:
     return parse_wrk(out)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children: its own, its reaped children's (a Gunicorn worker
+    replaced after max_requests, a finished PostgreSQL backend) and its live children's."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:13]) / _TICK
+    return total
+
+
 def warm(port: int, path: str) -> None:
     """Each worker imported, connected and past its first requests, outside the measured window."""
     subprocess.run(
@@ -162,6 +184,7 @@ def run(pg: Any, work: Path, variants: list[tuple[str, Path]] | None = None) -> 
     cases.append(
         ("guestbook (5 s list cache)", "wsgi:app", {"ENTRIES_CACHE_SECONDS": "5"}, app_dir, ["/api/entries"])
     )
+    postmaster = int((Path(pg.data_dir) / "postmaster.pid").read_text().splitlines()[0])
     servers: list[tuple[str, int, list[str], subprocess.Popen[bytes]]] = []
     rounds: list[list[dict[str, Any]]] = []
     try:
@@ -173,9 +196,14 @@ def run(pg: Any, work: Path, variants: list[tuple[str, Path]] | None = None) -> 
                 warm(port, path)
         for n in range(ROUNDS):
             measured = []
-            for label, port, paths, _ in servers:
+            for label, port, paths, proc in servers:
                 for path in paths:
+                    # Server-side CPU per request (Gunicorn's processes and PostgreSQL's) is what the
+                    # app costs; it barely moves with other work on the machine, throughput does.
+                    before = tree_cpu_s(proc.pid) + tree_cpu_s(postmaster)
                     result = wrk(port, path)
+                    spent = tree_cpu_s(proc.pid) + tree_cpu_s(postmaster) - before
+                    result["cpu_us_per_request"] = 1e6 * spent / max(result["requests"], 1)
                     measured.append({"app": label, "path": path, **result})
                     log(f"app_http: round {n + 1}/{ROUNDS} {label} {path}: {result['rps']:.0f} req/s")
             rounds.append(measured)
@@ -210,7 +238,7 @@ def _keys(measured: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row = {k: v for k, v in runs[0].items() if k != "raw"}
-    for key in ("rps", "p50_ms", "p99_ms"):
+    for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request"):
         row[key] = statistics.median(r[key] for r in runs)
     row["non_2xx"] = sum(r["non_2xx"] for r in runs)
     row["requests"] = sum(r["requests"] for r in runs)
@@ -222,11 +250,17 @@ def _ratios(rounds: list[list[dict[str, Any]]], app: str) -> dict[str, dict[str,
     """Median over rounds of (app / bare) within each round, per path."""
     ratios = {}
     for path in ("/api/entries", "/livez"):
-        rps, p99 = [], []
+        rps, p99, cpu = [], [], []
         for measured in rounds:
             g = next(r for r in measured if r["app"] == app and r["path"] == path)
             b = next(r for r in measured if r["app"] == "bare" and r["path"] == path)
             rps.append(g["rps"] / b["rps"])
             p99.append(g["p99_ms"] / b["p99_ms"] if b["p99_ms"] else 0.0)
-        ratios[path] = {"rps": statistics.median(rps), "p99": statistics.median(p99)}
+            cpu.append(b["cpu_us_per_request"] / g["cpu_us_per_request"] if g["cpu_us_per_request"] else 0.0)
+        ratios[path] = {
+            "rps": statistics.median(rps),
+            "p99": statistics.median(p99),
+            # requests per server CPU-second, app / bare (higher is better, 1.0 = as cheap as bare)
+            "cpu": statistics.median(cpu),
+        }
     return ratios

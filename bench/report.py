@@ -253,6 +253,7 @@ def _scale_section(scale: dict[str, Any]) -> list[str]:
 
 def _http_section(http: dict[str, Any]) -> list[str]:
     st = http["settings"]
+    with_cpu = all("cpu_us_per_request" in r for r in http["rows"])
     rows = [
         [
             r["app"],
@@ -261,36 +262,51 @@ def _http_section(http: dict[str, Any]) -> list[str]:
             + (f" ({', '.join(map(str, r['rps_per_round']))})" if r.get("rps_per_round") else ""),
             _f(r["p50_ms"]),
             _f(r["p99_ms"]),
+            *([_f(r["cpu_us_per_request"], 0)] if with_cpu else []),
             str(r["non_2xx"]),
         ]
         for r in http["rows"]
     ]
     ratios = http["ratios"]
+    rounds = (
+        f", {http['rounds']} rounds interleaved over every server (all up at once); medians over the rounds, "
+        "ratios are the median of the per-round ratios"
+        if http.get("rounds")
+        else ""
+    )
+    header = ["app", "path", "requests/s (per round)", "p50 ms", "p99 ms"]
+    header += ["server CPU µs/request"] if with_cpu else []
+
+    def cpu(r: dict[str, Any]) -> str:
+        return f", **{_x(r['cpu'])}** per server CPU-second" if "cpu" in r else ""
+
     return [
         "## The reference app against a bare WSGI app",
         "",
         f"Gunicorn {st['workers']} sync workers x {st['threads']} thread, the guestbook's gunicorn.conf.py for both "
         f"(JSON access log to a file); `wrk -t{st['wrk_threads']} -c{st['connections']} -d{st['duration_s']}s` "
-        f"on loopback after a 2 s warm-up"
-        + (
-            f", {http['rounds']} rounds interleaved over every server (all up at once); medians over the rounds, "
-            "ratios are the median of the per-round ratios"
-            if http.get("rounds")
-            else ""
-        )
-        + "; {st['seed_rows']} rows, 50 returned per request. The guestbook "
+        f"on loopback after a 2 s warm-up{rounds}; {st['seed_rows']} rows, 50 returned per request. The guestbook "
         "runs APP_ENV=production behind one trusted proxy (`X-Forwarded-Proto: https`), list cache off "
         "(`ENTRIES_CACHE_SECONDS=0`) so every request reads PostgreSQL. The bare app (bench/bare_wsgi.py) "
-        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON.",
+        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON."
+        + (
+            " Server CPU per request: the CPU time of the app's Gunicorn processes (reaped workers included) "
+            "and of PostgreSQL during the run, over the requests served; unlike throughput it barely moves "
+            "when other work shares the cores."
+            if with_cpu
+            else ""
+        ),
         "",
-        *_table(["app", "path", "requests/s (per round)", "p50 ms", "p99 ms", "non-2xx"], rows),
+        *_table(header, rows),
         "",
-        f"Ratios guestbook / bare: `/api/entries` throughput **{_x(ratios['/api/entries']['rps'])}**, "
-        f"p99 {_x(ratios['/api/entries']['p99'])}; `/livez` throughput **{_x(ratios['/livez']['rps'])}**, "
-        f"p99 {_x(ratios['/livez']['p99'])}." + (f" {http['note']}" if http.get("note") else ""),
+        f"Ratios guestbook / bare: `/api/entries` throughput **{_x(ratios['/api/entries']['rps'])}**"
+        f"{cpu(ratios['/api/entries'])}, p99 {_x(ratios['/api/entries']['p99'])}; `/livez` throughput "
+        f"**{_x(ratios['/livez']['rps'])}**{cpu(ratios['/livez'])}, p99 {_x(ratios['/livez']['p99'])}."
+        + (f" {http['note']}" if http.get("note") else ""),
         "",
         *[
-            f"Variant `{label}` / bare: `/api/entries` {_x(v['/api/entries']['rps'])}, `/livez` {_x(v['/livez']['rps'])}."
+            f"Variant `{label}` / bare: `/api/entries` {_x(v['/api/entries']['rps'])}{cpu(v['/api/entries'])}, "
+            f"`/livez` {_x(v['/livez']['rps'])}{cpu(v['/livez'])}."
             for label, v in http.get("variant_ratios", {}).items()
         ],
         "",

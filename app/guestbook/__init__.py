@@ -13,7 +13,7 @@ from .config import ConfigError, load_config
 from .errors import register_error_handlers
 from .extensions import cache, db, migrate
 from .main import main_bp
-from .observability import configure_logging, register_request_id
+from .observability import configure_logging, configure_sentry, register_request_id
 from .probes import probes_bp
 from .security import register_security
 
@@ -25,6 +25,7 @@ def create_app(env: str | None = None, environ: Mapping[str, str] | None = None)
     app = Flask(__name__)
     load_configuration(app, env, os.environ if environ is None else environ)
     configure_logging(app)
+    configure_sentry(app)
     register_extensions(app)
     register_security(app)
     register_request_id(app)

@@ -204,6 +204,8 @@ class BaseConfig:
             r.problems.append(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
             self.LOG_LEVEL = "INFO"
 
+        self.SENTRY_DSN = r.optional("SENTRY_DSN").strip()
+        self.SENTRY_ENVIRONMENT = r.optional("SENTRY_ENVIRONMENT").strip() or self.ENV_NAME
         self.CACHE_TYPE = r.optional("CACHE_TYPE", "SimpleCache")
         self.CACHE_DEFAULT_TIMEOUT = r.integer("CACHE_DEFAULT_TIMEOUT", 300)
         for name in ("CACHE_REDIS_URL", "CACHE_DIR", "CACHE_KEY_PREFIX"):
