@@ -276,6 +276,7 @@ def _http_section(http: dict[str, Any]) -> list[str]:
     )
     header = ["app", "path", "requests/s (per round)", "p50 ms", "p99 ms"]
     header += ["server CPU µs/request"] if with_cpu else []
+    header += ["non-2xx"]
 
     def cpu(r: dict[str, Any]) -> str:
         return f", **{_x(r['cpu'])}** per server CPU-second" if "cpu" in r else ""

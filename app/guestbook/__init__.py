@@ -13,6 +13,7 @@ from .config import ConfigError, load_config
 from .errors import register_error_handlers
 from .extensions import cache, db, migrate
 from .main import main_bp
+from .metrics import register_metrics
 from .observability import configure_logging, configure_sentry, register_request_id
 from .probes import probes_bp
 from .security import register_security
@@ -29,6 +30,7 @@ def create_app(env: str | None = None, environ: Mapping[str, str] | None = None)
     register_extensions(app)
     register_security(app)
     register_request_id(app)
+    register_metrics(app)
     register_blueprints(app)
     register_error_handlers(app)
     return app

@@ -204,6 +204,8 @@ class BaseConfig:
             r.problems.append(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
             self.LOG_LEVEL = "INFO"
 
+        # prometheus_client's multiprocess directory; gunicorn.conf.py sets it when METRICS_PORT is set.
+        self.METRICS = bool(r.optional("PROMETHEUS_MULTIPROC_DIR").strip())
         self.SENTRY_DSN = r.optional("SENTRY_DSN").strip()
         self.SENTRY_ENVIRONMENT = r.optional("SENTRY_ENVIRONMENT").strip() or self.ENV_NAME
         self.CACHE_TYPE = r.optional("CACHE_TYPE", "SimpleCache")
