@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -23,7 +24,7 @@ __all__ = ["ConfigError", "create_app"]
 
 def create_app(env: str | None = None, environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app for ``env`` (default: APP_ENV), configured from ``environ`` (default: os.environ)."""
-    app = Flask(__name__)
+    app = GuestbookFlask(__name__)
     load_configuration(app, env, os.environ if environ is None else environ)
     configure_logging(app)
     configure_sentry(app)
@@ -34,6 +35,25 @@ def create_app(env: str | None = None, environ: Mapping[str, str] | None = None)
     register_blueprints(app)
     register_error_handlers(app)
     return app
+
+
+class GuestbookFlask(Flask):
+    """Flask, remembering which hooks and views are coroutines instead of asking on every request.
+
+    Flask calls ``ensure_sync`` for every before/after/teardown function and the view of each
+    request, and each call inspects the function again (~8 inspections a request here). A function
+    does not turn into a coroutine later, so the answer is kept per function.
+    """
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync[func]
+        except AttributeError:
+            self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        except KeyError:
+            pass
+        self._sync[func] = super().ensure_sync(func)
+        return self._sync[func]
 
 
 def load_configuration(app: Flask, env: str | None, environ: Mapping[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -89,9 +89,20 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def register_security(app: Flask) -> None:
     app.session_interface = SessionInterface()
+    # Flask-WTF's own hook runs its exemption lookups on every request, GETs included; the
+    # documented alternative is to switch it off and call protect() ourselves: here for the
+    # methods it checks (WTF_CSRF_METHODS), with the same exemptions.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     csrf.init_app(app)
     # See api.py: JSON-only, no ambient authority, so a CSRF token would protect nothing.
     csrf.exempt(api_bp)
+    unsafe = frozenset(app.config["WTF_CSRF_METHODS"])
+
+    @app.before_request
+    def csrf_protect() -> None:
+        if request.method in unsafe and app.config["WTF_CSRF_ENABLED"]:
+            csrf.protect(apply_exemptions=True)
+
     talisman.init_app(
         app,
         force_https=app.config["FORCE_HTTPS"],
