@@ -292,8 +292,8 @@ def _http_section(http: dict[str, Any]) -> list[str]:
         "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON."
         + (
             " Server CPU per request: the CPU time of the app's Gunicorn processes (reaped workers included) "
-            "and of PostgreSQL during the run, over the requests served; unlike throughput it barely moves "
-            "when other work shares the cores."
+            "and of PostgreSQL during the run, over the requests served; it moves less than throughput "
+            "when other work shares the cores (still not steady here)."
             if with_cpu
             else ""
         ),
@@ -334,9 +334,15 @@ def update_http(http: dict[str, Any]) -> None:
         at = next((i for i, line in enumerate(lines) if line == "## Reproduce"), len(lines))
         lines[at:at] = section
     r = http["ratios"]
+    cpu = (
+        f"; server CPU per request {_x(r['/api/entries']['cpu'])} and {_x(r['/livez']['cpu'])}"
+        if "cpu" in r["/livez"]
+        else ""
+    )
     bullet = (
         f"- **Reference app vs bare WSGI:** `/api/entries` {r['/api/entries']['rps']:.2f}x the requests/s "
-        f"(p99 {_x(r['/api/entries']['p99'])}), `/livez` {_x(r['/livez']['rps'])} (`make bench-app`, {http['date']})."
+        f"(p99 {_x(r['/api/entries']['p99'])}), `/livez` {_x(r['/livez']['rps'])}{cpu} (`make bench-app`, "
+        f"{http['date']}, load {', '.join(f'{x:.1f}' for x in http.get('loadavg_at_start', []))})."
     )
     lines = [bullet if line.startswith("- **Reference app vs bare WSGI:**") else line for line in lines]
     RESULTS.write_text("\n".join(lines))
@@ -473,6 +479,8 @@ def write(results: dict[str, Any]) -> None:
         "```sh",
         "make bench                               # all of it (wrk is installed from Debian if missing)",
         'make bench BENCH_ARGS="--sizes 10,100"   # quicker',
+        "make bench-app                           # only the reference app against bare WSGI (~5 min)",
+        "python -m bench.app_cpu [APP_DIR]        # the two apps' CPU per request, in-process",
         "python -m bench --report-only            # rewrite this page from bench/out/results.json",
         "```",
         "",
