@@ -18,6 +18,7 @@ from .metrics import register_metrics
 from .observability import configure_logging, configure_sentry, register_request_id
 from .probes import probes_bp
 from .security import register_security
+from .tracing import configure_tracing
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -32,6 +33,7 @@ def create_app(env: str | None = None, environ: Mapping[str, str] | None = None)
     register_security(app)
     register_request_id(app)
     register_metrics(app)
+    configure_tracing(app)
     register_blueprints(app)
     register_error_handlers(app)
     return app

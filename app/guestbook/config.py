@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from .database import POOLERS, connect_args
+from .tracing import enabled as tracing_enabled
 
 ENVIRONMENTS = ("development", "testing", "production")
 DEFAULT_ENV = "development"
@@ -206,6 +207,7 @@ class BaseConfig:
 
         # prometheus_client's multiprocess directory; gunicorn.conf.py sets it when METRICS_PORT is set.
         self.METRICS = bool(r.optional("PROMETHEUS_MULTIPROC_DIR").strip())
+        self.TRACING = tracing_enabled(r.environ)
         self.SENTRY_DSN = r.optional("SENTRY_DSN").strip()
         self.SENTRY_ENVIRONMENT = r.optional("SENTRY_ENVIRONMENT").strip() or self.ENV_NAME
         self.CACHE_TYPE = r.optional("CACHE_TYPE", "SimpleCache")

@@ -112,13 +112,15 @@ def read(statement: Select, parameters: Mapping[str, Any] | None = None) -> Sequ
     checkout check, recycling and bounds, but SQLAlchemy's per-execution work (~150 µs a request) is
     skipped. Through the session instead when it is already in a transaction (the read must see
     that transaction's writes), with DB_POOLER=transaction (whose statement timeout is set per
-    transaction), or when tests bind the app to one connection.
+    transaction), with tracing on (its SQL spans come from SQLAlchemy), or when tests bind the app
+    to one connection.
     """
     bind = db.session.get_bind()
     if (
         not isinstance(bind, Engine)
         or db.session().in_transaction()
         or current_app.config["DB_POOLER"] == "transaction"
+        or current_app.config["TRACING"]  # SQL spans come from SQLAlchemy's instrumentation
     ):
         return db.session.execute(statement, parameters).all()
     sql = _sql(bind, statement)
