@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -72,7 +73,8 @@ def main(app_dir: Path) -> None:
     sys.path.insert(0, str(app_dir))
     from flaskops_testbed.postgres import LocalPostgres
 
-    pg = LocalPostgres(Path(tempfile.mkdtemp(prefix="fbench-cpu-", dir="/tmp")) / "pg")
+    work = Path(tempfile.mkdtemp(prefix="fbench-cpu-", dir="/tmp"))
+    pg = LocalPostgres(work / "pg")
     pg.start()
     try:
         pg.create_database("guestbook_cpu")
@@ -107,6 +109,7 @@ def main(app_dir: Path) -> None:
             db.engine.dispose()
     finally:
         pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
