@@ -61,11 +61,11 @@ cluster-up: venv testbed
 cluster-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-test: venv testbed images lint
+test: venv testbed images lint pgbouncer
 	@echo "==> pytest (the local testbed starts unless KUBECONFIG names a cluster)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv pgbouncer
 	$(BIN)/python -m pytest tests/app tests/operator $(PYTEST_ARGS)
 
 demo: venv testbed images
@@ -106,3 +106,21 @@ app-demo: venv
 
 app-demo-down:
 	$(APP_DEMO_PG) stop
+
+# Rewrite app/openapi.json from the code (tests/app fail while the checked-in copy differs).
+.PHONY: openapi
+openapi: venv
+	$(BIN)/python -c 'from guestbook.openapi import dumps; print(dumps(), end="")' > app/openapi.json
+
+# tests/app put a real PgBouncer (Debian's package) in front of PostgreSQL; installed once, like wrk.
+.PHONY: pgbouncer
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { echo "==> installing pgbouncer (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
+# The reference app against a bare WSGI app alone (~3 min; no cluster): rewrites that section of
+# bench/RESULTS.md. BENCH_ARGS="--app-variant before=/tmp/old/app" adds an older tree to the same run.
+.PHONY: bench-app
+bench-app: venv
+	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk; }
+	PYTHONPATH=$(CURDIR)/testbed:$(CURDIR)/app:$(CURDIR) $(BIN)/python -m bench --app-only $(BENCH_ARGS)

@@ -1,4 +1,9 @@
-"""`python -m bench [--sizes 10,100,500] [--skip-http] [--skip-scale] [--report-only]`.
+"""`python -m bench [--sizes 10,100,500] [--skip-http] [--skip-scale] [--report-only] [--app-only]`.
+
+`--app-only` (`make bench-app`, a few minutes): only the reference app against bare WSGI; it rewrites
+just that section of bench/RESULTS.md (and its headline line) and writes bench/out/app.json.
+`--app-variant LABEL=DIR` (repeatable) adds another tree of the app to the same run, e.g. a
+`git archive` of an earlier commit, for before/after comparisons against the same bare numbers.
 
 Starts its own PostgreSQL (in a temporary directory) and its own cluster named "bench", writes
 bench/out/results.json, then regenerates bench/RESULTS.md and bench/scale.png from it. Stops both.
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -32,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-name", default="bench", help="the testbed cluster's name")
     parser.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md from out/")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "results.json")
+    parser.add_argument("--app-only", action="store_true", help="only the app benchmark (a few minutes)")
+    parser.add_argument(
+        "--app-variant", action="append", default=[], metavar="LABEL=DIR", help="another app tree to compare"
+    )
     args = parser.parse_args(argv)
+    variants = [(label, Path(d).resolve()) for label, _, d in (v.partition("=") for v in args.app_variant)]
+    if args.app_only:
+        return app_only(variants)
     if args.report_only:
         report.write(json.loads(args.out.read_text()))
         return 0
@@ -61,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         pg.execute("ALTER SYSTEM SET max_connections = 200")
         pg.restart()
         if not args.skip_http:
-            results["http"] = app_http.run(pg, work)
+            results["http"] = app_http.run(pg, work, variants)
         if not args.skip_scale:
             scale = operator_scale.run(
                 pg,
@@ -89,6 +102,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.operator_only:  # a before/after run of the operator alone leaves RESULTS.md alone
         report.write(results)
     shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def app_only(variants: list[tuple[str, Path]]) -> int:
+    """The app benchmark alone, on its own PostgreSQL; updates the app section of RESULTS.md in place."""
+    from flaskops_testbed.postgres import LocalPostgres
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fbench-app-", dir="/tmp"))
+    pg = LocalPostgres(work / "pg")
+    started = time.monotonic()
+    loadavg_at_start = list(os.getloadavg())
+    try:
+        pg.start()
+        http = app_http.run(pg, work, variants)
+    finally:
+        pg.destroy()
+    http["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    http["loadavg_at_start"] = loadavg_at_start
+    http["wall_s"] = time.monotonic() - started
+    (OUT_DIR / "app.json").write_text(json.dumps(http, indent=1, default=str))
+    report.update_http(http)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"app section of bench/RESULTS.md rewritten; raw numbers in {OUT_DIR / 'app.json'}")
     return 0
 
 

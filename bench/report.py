@@ -253,28 +253,99 @@ def _scale_section(scale: dict[str, Any]) -> list[str]:
 
 def _http_section(http: dict[str, Any]) -> list[str]:
     st = http["settings"]
+    with_cpu = all("cpu_us_per_request" in r for r in http["rows"])
     rows = [
-        [r["app"], r["path"], _f(r["rps"], 0), _f(r["p50_ms"]), _f(r["p99_ms"]), str(r["non_2xx"])]
+        [
+            r["app"],
+            r["path"],
+            _f(r["rps"], 0)
+            + (f" ({', '.join(map(str, r['rps_per_round']))})" if r.get("rps_per_round") else ""),
+            _f(r["p50_ms"]),
+            _f(r["p99_ms"]),
+            *([_f(r["cpu_us_per_request"], 0)] if with_cpu else []),
+            str(r["non_2xx"]),
+        ]
         for r in http["rows"]
     ]
     ratios = http["ratios"]
+    rounds = (
+        f", {http['rounds']} rounds interleaved over every server (all up at once); medians over the rounds, "
+        "ratios are the median of the per-round ratios"
+        if http.get("rounds")
+        else ""
+    )
+    header = ["app", "path", "requests/s (per round)", "p50 ms", "p99 ms"]
+    header += ["server CPU µs/request"] if with_cpu else []
+    header += ["non-2xx"]
+
+    def cpu(r: dict[str, Any]) -> str:
+        return f", **{_x(r['cpu'])}** per server CPU-second" if "cpu" in r else ""
+
     return [
         "## The reference app against a bare WSGI app",
         "",
         f"Gunicorn {st['workers']} sync workers x {st['threads']} thread, the guestbook's gunicorn.conf.py for both "
         f"(JSON access log to a file); `wrk -t{st['wrk_threads']} -c{st['connections']} -d{st['duration_s']}s` "
-        f"on loopback after a 2 s warm-up; {st['seed_rows']} rows, 50 returned per request. The guestbook "
+        f"on loopback after a 2 s warm-up{rounds}; {st['seed_rows']} rows, 50 returned per request. The guestbook "
         "runs APP_ENV=production behind one trusted proxy (`X-Forwarded-Proto: https`), list cache off "
         "(`ENTRIES_CACHE_SECONDS=0`) so every request reads PostgreSQL. The bare app (bench/bare_wsgi.py) "
-        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON.",
+        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON."
+        + (
+            " Server CPU per request: the CPU time of the app's Gunicorn processes (reaped workers included) "
+            "and of PostgreSQL during the run, over the requests served; it moves less than throughput "
+            "when other work shares the cores (still not steady here)."
+            if with_cpu
+            else ""
+        ),
         "",
-        *_table(["app", "path", "requests/s", "p50 ms", "p99 ms", "non-2xx"], rows),
+        *_table(header, rows),
         "",
-        f"Ratios guestbook / bare: `/api/entries` throughput **{_x(ratios['/api/entries']['rps'])}**, "
-        f"p99 {_x(ratios['/api/entries']['p99'])}; `/livez` throughput **{_x(ratios['/livez']['rps'])}**, "
-        f"p99 {_x(ratios['/livez']['p99'])}." + (f" {http['note']}" if http.get("note") else ""),
+        f"Ratios guestbook / bare: `/api/entries` throughput **{_x(ratios['/api/entries']['rps'])}**"
+        f"{cpu(ratios['/api/entries'])}, p99 {_x(ratios['/api/entries']['p99'])}; `/livez` throughput "
+        f"**{_x(ratios['/livez']['rps'])}**{cpu(ratios['/livez'])}, p99 {_x(ratios['/livez']['p99'])}."
+        + (f" {http['note']}" if http.get("note") else ""),
+        "",
+        *[
+            f"Variant `{label}` / bare: `/api/entries` {_x(v['/api/entries']['rps'])}{cpu(v['/api/entries'])}, "
+            f"`/livez` {_x(v['/livez']['rps'])}{cpu(v['/livez'])}."
+            for label, v in http.get("variant_ratios", {}).items()
+        ],
         "",
     ]
+
+
+def update_http(http: dict[str, Any]) -> None:
+    """Rewrite only the app section of RESULTS.md (and its headline line) from an app-only run."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n## Headline\n\n"
+    title = "## The reference app against a bare WSGI app"
+    load = ", ".join(f"{x:.1f}" for x in http.get("loadavg_at_start", []))
+    section = _http_section(http)
+    section[1:1] = [
+        "",
+        f"Measured by `make bench-app` on {http['date']}, load average {load} at its start (2 cores, shared "
+        "with other engineers' test suites): compare within this table, not with other runs.",
+    ]
+    lines = text.split("\n")
+    if title in lines:
+        start = lines.index(title)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = section
+    else:
+        at = next((i for i, line in enumerate(lines) if line == "## Reproduce"), len(lines))
+        lines[at:at] = section
+    r = http["ratios"]
+    cpu = (
+        f"; server CPU per request {_x(r['/api/entries']['cpu'])} and {_x(r['/livez']['cpu'])}"
+        if "cpu" in r["/livez"]
+        else ""
+    )
+    bullet = (
+        f"- **Reference app vs bare WSGI:** `/api/entries` {r['/api/entries']['rps']:.2f}x the requests/s "
+        f"(p99 {_x(r['/api/entries']['p99'])}), `/livez` {_x(r['/livez']['rps'])}{cpu} (`make bench-app`, "
+        f"{http['date']}, load {', '.join(f'{x:.1f}' for x in http.get('loadavg_at_start', []))})."
+    )
+    lines = [bullet if line.startswith("- **Reference app vs bare WSGI:**") else line for line in lines]
+    RESULTS.write_text("\n".join(lines))
 
 
 def _profile_section(prof: dict[str, Any], n: int) -> list[str]:
@@ -408,6 +479,8 @@ def write(results: dict[str, Any]) -> None:
         "```sh",
         "make bench                               # all of it (wrk is installed from Debian if missing)",
         'make bench BENCH_ARGS="--sizes 10,100"   # quicker',
+        "make bench-app                           # only the reference app against bare WSGI (~5 min)",
+        "python -m bench.app_cpu [APP_DIR]        # the two apps' CPU per request, in-process",
         "python -m bench --report-only            # rewrite this page from bench/out/results.json",
         "```",
         "",

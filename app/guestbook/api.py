@@ -1,22 +1,21 @@
-"""The JSON API under /api: list, create and read entries.
+"""The JSON API under /api: list, create and read entries; its OpenAPI document.
 
 Exempt from CSRF (see README): it accepts only ``application/json`` bodies, which a cross-site page
 cannot send without a CORS preflight this app never grants, and it carries no cookie-based authority.
+What each endpoint accepts is decided by the models in schemas.py (and published by openapi.py).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 
-from . import entries
-from .extensions import db
-from .models import Entry
+from . import entries, openapi, schemas
 
 api_bp = Blueprint("api", __name__)
 
 
 class ValidationFailed(Exception):
-    """A request body broke field rules; answered as 422 with the messages per field."""
+    """A request broke field rules; answered as 422 with the messages per field."""
 
     def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)
@@ -32,14 +31,24 @@ def _validation_failed(exc: ValidationFailed) -> tuple[Response, int]:
     return jsonify(body), 422
 
 
+@api_bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """This API's OpenAPI 3.1 document (the checked-in app/openapi.json is a copy of it)."""
+    return current_app.response_class(openapi.dumps(), mimetype="application/json")
+
+
 @api_bp.get("/entries")
 def list_entries() -> Response:
     """Newest first; ``?limit=`` between 1 and 100 (default 50)."""
-    raw = request.args.get("limit", "50")
-    limit = int(raw) if raw.isdigit() else 0
-    if not 1 <= limit <= entries.LATEST_MAX:
-        raise ValidationFailed("Invalid query.", {"limit": [f"Must be between 1 and {entries.LATEST_MAX}."]})
-    return jsonify(entries=entries.latest(limit))
+    try:
+        query = schemas.parse(
+            schemas.ListQuery,
+            request.args.to_dict(),
+            messages={"limit": f"Must be between 1 and {schemas.LIST_MAX}."},
+        )
+    except schemas.Invalid as exc:
+        raise ValidationFailed("Invalid query.", exc.fields) from None
+    return jsonify(entries=entries.latest(query.limit))
 
 
 @api_bp.post("/entries")
@@ -53,12 +62,13 @@ def create_entry() -> tuple[Response, int, dict[str, str]]:
     if errors:
         raise ValidationFailed("Invalid entry.", errors)
     entry = entries.create(**clean)
-    return jsonify(entry.to_dict()), 201, {"Location": url_for("api.get_entry", entry_id=entry.id)}
+    return jsonify(entry), 201, {"Location": url_for("api.get_entry", entry_id=entry["id"])}
 
 
 @api_bp.get("/entries/<int:entry_id>")
 def get_entry(entry_id: int) -> Response:
-    entry = db.session.get(Entry, entry_id)
+    # An id beyond PostgreSQL's integer names no entry (and would fail the query): 404 either way.
+    entry = entries.get(entry_id) if 1 <= entry_id <= schemas.ID_MAX else None
     if entry is None:
         abort(404, description=f"There is no entry {entry_id}.")
-    return jsonify(entry.to_dict())
+    return jsonify(entry)

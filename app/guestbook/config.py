@@ -15,6 +15,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from .database import POOLERS, connect_args
+from .tracing import enabled as tracing_enabled
+
 ENVIRONMENTS = ("development", "testing", "production")
 DEFAULT_ENV = "development"
 
@@ -165,6 +168,9 @@ class BaseConfig:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Far above the largest valid body (1,080 characters, each at most 12 bytes as a JSON escape or a
+    # percent-encoded form value); anything larger is refused with 413 before it is read.
+    MAX_CONTENT_LENGTH = 64 * 1024
     # Only the production class defaults to HTTPS-only cookies, redirects and a strong key.
     SECURE_DEFAULT: ClassVar[bool] = False
     REQUIRE_STRONG_SECRET_KEY: ClassVar[bool] = False
@@ -199,6 +205,11 @@ class BaseConfig:
             r.problems.append(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
             self.LOG_LEVEL = "INFO"
 
+        # prometheus_client's multiprocess directory; gunicorn.conf.py sets it when METRICS_PORT is set.
+        self.METRICS = bool(r.optional("PROMETHEUS_MULTIPROC_DIR").strip())
+        self.TRACING = tracing_enabled(r.environ)
+        self.SENTRY_DSN = r.optional("SENTRY_DSN").strip()
+        self.SENTRY_ENVIRONMENT = r.optional("SENTRY_ENVIRONMENT").strip() or self.ENV_NAME
         self.CACHE_TYPE = r.optional("CACHE_TYPE", "SimpleCache")
         self.CACHE_DEFAULT_TIMEOUT = r.integer("CACHE_DEFAULT_TIMEOUT", 300)
         for name in ("CACHE_REDIS_URL", "CACHE_DIR", "CACHE_KEY_PREFIX"):
@@ -208,6 +219,11 @@ class BaseConfig:
 
         self.DB_CONNECT_TIMEOUT = r.integer("DB_CONNECT_TIMEOUT", 3, minimum=1)
         self.DB_STATEMENT_TIMEOUT_MS = r.integer("DB_STATEMENT_TIMEOUT_MS", 15000)
+        self.DB_POOLER = r.optional("DB_POOLER", "none").strip().lower() or "none"
+        if self.DB_POOLER not in POOLERS:
+            r.problems.append(f"DB_POOLER={self.DB_POOLER!r} is not one of {', '.join(POOLERS)}")
+            self.DB_POOLER = "none"
+        self._url = url
         self.READYZ_TIMEOUT_MS = r.integer("READYZ_TIMEOUT_MS", 1000, minimum=1)
         self.SQLALCHEMY_ENGINE_OPTIONS = self.engine_options(r)
 
@@ -239,17 +255,18 @@ class BaseConfig:
             raise ConfigError(self.ENV_NAME, problems)
 
     def connect_args(self) -> dict[str, Any]:
-        """libpq options every connection gets: a bounded connect and a bounded statement."""
-        return {
-            "connect_timeout": self.DB_CONNECT_TIMEOUT,
-            "options": f"-c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}",
-            "application_name": "guestbook",
-        }
+        """libpq options every connection gets: a bounded connect, and the statement timeout when
+        it travels as a startup parameter (DB_POOLER=none; see database.py for the others)."""
+        return connect_args(
+            self._url or URL.create(PSYCOPG_SCHEME),
+            self.DB_POOLER,
+            self.DB_CONNECT_TIMEOUT,
+            self.DB_STATEMENT_TIMEOUT_MS,
+        )
 
     def engine_options(self, r: _Reader) -> dict[str, Any]:
-        """A pool that survives a database restart (pre-ping) and never grows without bound."""
+        """A pool that never grows without bound; database.py replaces dead connections at checkout."""
         return {
-            "pool_pre_ping": True,
             "pool_recycle": r.integer("DB_POOL_RECYCLE", 1800),
             "pool_size": r.integer("DB_POOL_SIZE", 5, minimum=1),
             "max_overflow": r.integer("DB_MAX_OVERFLOW", 5),

@@ -5,8 +5,9 @@ from pathlib import Path
 from flask_caching import Cache
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
+
+from .headers import CachedTalisman
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
@@ -15,4 +16,4 @@ db = SQLAlchemy()
 migrate = Migrate(directory=MIGRATIONS_DIR)
 cache = Cache()
 csrf = CSRFProtect()
-talisman = Talisman()
+talisman = CachedTalisman()

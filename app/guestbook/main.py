@@ -15,7 +15,7 @@ main_bp = Blueprint("main", __name__)
 def index() -> Response | str | tuple[str, int]:
     form = EntryForm()
     if form.validate_on_submit():
-        entries.create(author=form.author.data.strip(), message=form.message.data.strip())
+        entries.create(**form.clean)
         flash("Thanks for signing the guestbook.")
         # Post/Redirect/Get: a reload does not post twice.
         return redirect(url_for("main.index"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import DateTime, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -12,6 +11,7 @@ from .extensions import db
 
 AUTHOR_MAX = 80
 MESSAGE_MAX = 1000
+ID_MAX = 2**31 - 1  # entries.id is a PostgreSQL integer (int4)
 
 
 class Entry(db.Model):  # type: ignore[name-defined]
@@ -27,12 +27,3 @@ class Entry(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "author": self.author,
-            "message": self.message,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }

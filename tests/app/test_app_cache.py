@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from app_support import wait_for
+import pytest
 from flask import Flask
 
 from guestbook import entries
@@ -32,8 +32,11 @@ def test_list_is_served_from_the_cache_until_an_entry_is_created(app: Flask) -> 
     assert listed == ["three", "behind the cache", "one"]
 
 
-def test_cached_list_expires(make_app: Callable[..., Flask]) -> None:
-    app = make_app(ENTRIES_CACHE_SECONDS="1")
+def test_cached_list_expires(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time is the test's, not the machine's: a slow run cannot expire the list early or late.
+    now = [1_000_000.0]
+    monkeypatch.setattr(entries, "clock", lambda: now[0])
+    app = make_app(ENTRIES_CACHE_SECONDS="60")
     client = app.test_client()
     client.get("/api/entries")
     with app.app_context():
@@ -43,8 +46,15 @@ def test_cached_list_expires(make_app: Callable[..., Flask]) -> None:
     def listed() -> list[str]:
         return [e["message"] for e in client.get("/api/entries").get_json()["entries"]]
 
+    now[0] += 59
     assert listed() == []  # still cached
-    wait_for(lambda: listed() == ["later"], timeout=5, what="the cached list to expire")
+    now[0] += 1
+    assert listed() == ["later"]  # 60 s old: read again
+    with app.app_context():
+        db.session.add(Entry(author="c", message="even later"))
+        db.session.commit()
+    now[0] -= 3600  # a clock stepped back (NTP) does not pin a stale list forever
+    assert listed() == ["even later", "later"]
 
 
 def test_cache_backend_comes_from_configuration(make_app: Callable[..., Flask], tmp_path: Path) -> None:

@@ -32,12 +32,14 @@ def test_every_kind_of_problem_is_reported_together() -> None:
                 "PROXY_COUNT": "two",
                 "DB_POOL_SIZE": "0",
                 "SECRET_KEY_FALLBACKS": "[not json",
+                "DB_POOLER": "pgpool",
             },
         )
     problems = "\n".join(info.value.problems)
-    for expected in ("SECRET_KEY", "PROXY_COUNT='two'", "DB_POOL_SIZE=0", "SECRET_KEY_FALLBACKS", "test"):
+    expected_parts = ("SECRET_KEY", "PROXY_COUNT='two'", "DB_POOL_SIZE=0", "SECRET_KEY_FALLBACKS", "test")
+    for expected in (*expected_parts, "DB_POOLER='pgpool' is not one of none, session, transaction"):
         assert expected in problems
-    assert len(info.value.problems) == 5
+    assert len(info.value.problems) == 6
 
 
 def test_unknown_app_env_is_refused() -> None:
@@ -167,7 +169,7 @@ def test_non_postgresql_url_is_refused(url: str) -> None:
 def test_production_engine_options() -> None:
     config = load_config("production", {"SECRET_KEY": STRONG_KEY, "DATABASE_URL": URL})
     options = config.SQLALCHEMY_ENGINE_OPTIONS
-    assert options["pool_pre_ping"] is True
+    assert "pool_pre_ping" not in options  # replaced by database.py's checkout check (no round trip)
     assert options["pool_recycle"] == 1800
     assert (options["pool_size"], options["max_overflow"], options["pool_timeout"]) == (5, 5, 10)
     assert options["connect_args"]["connect_timeout"] == 3
@@ -189,6 +191,22 @@ def test_engine_options_from_the_environment() -> None:
     assert (options["pool_size"], options["max_overflow"], options["pool_recycle"]) == (2, 0, 300)
     assert options["connect_args"]["connect_timeout"] == 7
     assert options["connect_args"]["options"] == "-c statement_timeout=500"
+
+
+@pytest.mark.parametrize(
+    ("pooler", "has_options", "prepare_threshold"),
+    [("none", True, "default"), ("session", False, "default"), ("transaction", False, None)],
+)
+def test_db_pooler_decides_the_startup_parameters(
+    pooler: str, has_options: bool, prepare_threshold: object
+) -> None:
+    # PgBouncer refuses an `options` startup parameter; transaction pooling cannot keep prepared statements.
+    args = load_config(
+        "production", {"SECRET_KEY": STRONG_KEY, "DATABASE_URL": URL, "DB_POOLER": pooler}
+    ).SQLALCHEMY_ENGINE_OPTIONS["connect_args"]
+    assert ("options" in args) is has_options
+    assert args.get("prepare_threshold", "default") == prepare_threshold
+    assert args["application_name"] == "guestbook"
 
 
 def test_production_applies_statement_timeout_on_the_real_server(

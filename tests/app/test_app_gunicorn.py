@@ -70,6 +70,10 @@ def test_deployment_command_serves_and_stops_gracefully(
     assert listed.headers["X-Request-ID"] == "req-listed-1"
     assert [e["message"] for e in listed.json()["entries"]] == ["served"]
 
+    # The master imported the app's modules (gunicorn.conf.py on_starting), so a worker replaced
+    # after --max-requests forks with them loaded: libpq is mapped into the master itself.
+    assert "libpq" in Path(f"/proc/{server.proc.pid}/maps").read_text()
+
     assert server.terminate() == 0  # SIGTERM: graceful stop, clean exit
     records = json_lines(server.log())
     access = [r for r in records if r["logger"] == "gunicorn.access"]

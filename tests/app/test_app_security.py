@@ -153,3 +153,38 @@ def test_https_form_post_needs_a_same_origin_referer(make_app: Callable[..., Fla
     assert foreign.status_code == 400
     accepted = client.post("/", data=form, base_url=base, headers={"Referer": base + "/"})
     assert accepted.status_code == 302
+
+
+def test_proxy_count_0_trusts_no_forwarded_proto(make_app: Callable[..., Flask]) -> None:
+    # Talisman reads X-Forwarded-Proto itself: a client must not talk its way past the redirect.
+    client = make_app("production").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://localhost/api/entries"
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_a_trusted_proxy_saying_https_is_believed(make_app: Callable[..., Flask]) -> None:
+    client = make_app("production", PROXY_COUNT="1").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 200
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_only_the_trusted_hop_decides_the_scheme(make_app: Callable[..., Flask]) -> None:
+    # The client's own "https" ahead of what the one trusted proxy appended ("http") counts for nothing.
+    client = make_app("production", PROXY_COUNT="1").test_client()
+    response = client.get("/api/entries", headers={"X-Forwarded-Proto": "https, http"})
+    assert response.status_code == 302
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_headers_worked_out_once_still_follow_the_scheme_and_endpoint(make_app: Callable[..., Flask]) -> None:
+    # CachedTalisman computes headers per (endpoint, secure); one app sees every combination here.
+    client = make_app("production", FORCE_HTTPS="false").test_client()
+    for base, hsts in [("http://a.example", False), ("https://a.example", True), ("http://a.example", False)]:
+        for path in ("/", "/livez"):
+            headers = client.get(path, base_url=base).headers
+            assert ("Strict-Transport-Security" in headers) is hsts, (base, path)
+            assert headers["X-Frame-Options"] == "DENY"
+            assert headers.getlist("Content-Security-Policy") == [headers["Content-Security-Policy"]]
