@@ -448,7 +448,8 @@ class Reconciler:
         existing = decode_secret(obj)
         rotation = app.secret_key_rotation or ""
         seen_rotation = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(ROTATION, "")
-        if existing and names.SECRET_KEY in existing and seen_rotation == rotation:
+        # Removing spec.secretKey.rotation is not a rotation: only a new, non-empty value rotates the key.
+        if existing and names.SECRET_KEY in existing and (seen_rotation == rotation or not rotation):
             return existing
         data = {names.SECRET_KEY: secrets.token_urlsafe(48), names.SECRET_KEY_FALLBACKS: ""}
         if existing and names.SECRET_KEY in existing:

@@ -393,8 +393,16 @@ def test_secret_key_rotation_keeps_the_old_key_and_rolls_the_pods(
         what="the pod template to roll on the new key",
     )
     apps.wait(ns, "keys", timeout=120)
-    # The same rotation value again changes nothing.
+    # The same rotation value again changes nothing; nor does removing it (that is not a rotation).
     apps.apply(body)
+    del body["spec"]["secretKey"]
+    apps.apply(body)
+    generation = apps.get(ns, "keys")["metadata"]["generation"]
+    wait_for(
+        lambda: apps.get(ns, "keys")["status"].get("observedGeneration") == generation,
+        timeout=60,
+        what="the generation without a rotation observed",
+    )
     assert (
         secret_data(kube, ns, names.secret_key_secret_name("keys"))[names.SECRET_KEY]
         == data[names.SECRET_KEY]
