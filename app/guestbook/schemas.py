@@ -23,9 +23,12 @@ LIST_DEFAULT = 50
 LIST_MAX = 100
 
 # Text PostgreSQL can store and that is not blank: no NUL or unpaired surrogate anywhere, and at least
-# one character that str.strip() keeps. Python's `\s` is str.isspace(), so "not blank" here is exactly
-# "not empty after strip()"; the leading `\s*` keeps matching linear on long blank strings.
-STORABLE_TEXT = r"^\s*[^\s\x00\ud800-\udfff][^\x00\ud800-\udfff]*$"
+# one character that str.strip() keeps. The whitespace class is spelled out — exactly the characters
+# str.isspace() accepts — because `\s` differs between Python and ECMA-262 (U+0085, U+001C-U+001F), and
+# the published OpenAPI document must mean the same to its readers (schemathesis, clients) as to us.
+# The leading run of it keeps matching linear on long blank strings.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+STORABLE_TEXT = rf"^[{_SPACE}]*[^{_SPACE}\x00\ud800-\udfff][^\x00\ud800-\udfff]*$"
 
 REQUIRED = "This field is required."
 UNSTORABLE = "Must not contain NUL (U+0000) or unpaired surrogate (U+D800-U+DFFF) characters."

@@ -146,3 +146,17 @@ def test_the_form_answers_302_or_422_and_stores_what_the_api_would(
     else:
         assert response.status_code == 302
         assert _stored(app) == [*before, (clean["author"], clean["message"])]
+
+
+def test_the_documented_whitespace_is_exactly_pythons() -> None:
+    """The published pattern spells whitespace out (ECMA-262's and Python's `\\s` differ): it must be
+    exactly what str.strip() removes, or the document and the app disagree on what "blank" is."""
+    import re
+
+    from guestbook.schemas import _SPACE
+
+    space = re.compile(f"[{_SPACE}]")
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        assert bool(space.match(chr(code))) == chr(code).isspace(), hex(code)
