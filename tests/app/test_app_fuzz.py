@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 import schemathesis
 from app_support import APP_DIR, csrf_token
@@ -17,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from guestbook import entries
 from guestbook.extensions import db
@@ -39,12 +41,25 @@ FUZZ = settings(
 schema = schemathesis.openapi.from_path(str(APP_DIR / "openapi.json"))
 
 
+# A body the document's own schema accepts must be accepted by the app. Judged here with jsonschema rather
+# than by schemathesis' positive_data_acceptance check, which was seen (depending on what else the test
+# session had imported) to label a coverage-phase case with author "\x00" as schema-valid although the
+# document's pattern refuses it.
+NEW_ENTRY = jsonschema.Draft202012Validator(
+    json.loads((APP_DIR / "openapi.json").read_text())["components"]["schemas"]["NewEntry"]
+)
+
+
 @schema.parametrize()
 @FUZZ
 def test_api_never_answers_5xx_and_matches_its_document(case: Any, app: Flask) -> None:
-    # Every built-in check: no 5xx, status codes, content types, headers and bodies as documented,
-    # schema-valid input accepted and schema-invalid input refused.
-    case.call_and_validate(app=app)
+    # Every other built-in check: no 5xx, status codes, content types, headers and bodies as documented,
+    # and schema-invalid input refused.
+    response = case.call_and_validate(app=app, excluded_checks=[positive_data_acceptance])
+    positive = case.meta is not None and case.meta.generation.mode.is_positive
+    json_body = case.media_type == "application/json" and isinstance(case.body, dict)
+    if positive and case.method == "POST" and json_body and NEW_ENTRY.is_valid(case.body):
+        assert response.status_code == 201, (case.body, response.status_code)
 
 
 def test_served_document_is_the_checked_in_one(client: FlaskClient) -> None:
