@@ -17,7 +17,7 @@ import kopf
 
 from . import inventory, names, safety, webhook
 from . import settings as settings_mod
-from .kube import Kube
+from .kube import Kube, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -196,7 +196,8 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
         result = reconciler.reconcile(body)
         old = body.get("status") or {}
         if result.status != old:
-            kube.merge_patch(names.FLASKAPP_KIND, namespace, name, {"status": result.status}, sub="status")
+            patch = {"status": merge_patch_diff(old, result.status)}
+            kube.merge_patch(names.FLASKAPP_KIND, namespace, name, patch, sub="status")
             log.info(
                 "status written",
                 extra={

@@ -69,10 +69,10 @@ def review(
                     server_id=(server_ids or {}).get(app.database.server),
                 )
             )
-    if app.database.name:
-        reserved = ownership.reserved_names(app.database.name, app.database.name)
-        if reserved is not None:
-            out.violations.append(Violation(reserved.reason, reserved.message))
+        if app.database.name:
+            reserved = ownership.reserved_names(app.database.name, app.database.name)
+            if reserved is not None:
+                out.violations.append(Violation(reserved.reason, reserved.message))
     else:
         out.warnings.append(
             "database.existingSecret: the pairing rules are checked when the operator reads the Secret, "

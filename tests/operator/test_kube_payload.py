@@ -24,3 +24,21 @@ def test_apply_payload_is_the_same_json_without_surrogate_escapes_or_raw_control
 
 def test_emoji_is_written_as_utf8():
     assert apply_payload({"v": "deploy \U0001f680"}) == '{"v": "deploy \U0001f680"}'.encode()
+
+
+def test_merge_patch_diff_removes_what_the_new_status_lacks() -> None:
+    from flaskops.kube import merge_patch_diff
+
+    old = {"migration": {"jobName": "a", "completedAt": "t1", "outcome": "Succeeded"}, "replicas": 2, "x": 1}
+    new = {
+        "migration": {"jobName": "b", "outcome": "Running"},
+        "replicas": 2,
+        "conditions": [{"type": "Ready"}],
+    }
+    patch = merge_patch_diff(old, new)
+    assert patch == {
+        "x": None,
+        "migration": {"completedAt": None, "jobName": "b", "outcome": "Running"},
+        "conditions": [{"type": "Ready"}],
+    }
+    assert merge_patch_diff(new, new) == {}

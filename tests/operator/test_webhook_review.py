@@ -64,3 +64,15 @@ def test_delete_policy_in_production_is_refused():
 def test_unknown_server_is_a_warning_not_a_refusal():
     r = review(body(server="nope"), SERVERS, [])
     assert r.allowed and any("nope" in w for w in r.warnings)
+
+
+def test_a_provisioned_app_gets_no_existing_secret_advice():
+    # The README's own example (database.server, no name) once drew the existingSecret warning.
+    for spec in ({}, {"db": {"name": "shop_main"}}):
+        r = review(body(resources={"requests": {"cpu": "1"}}, **spec), SERVERS, [])
+        assert r.allowed and not any("existingSecret" in w for w in r.warnings), r.warnings
+
+
+def test_a_reserved_database_name_is_refused():
+    r = review(body(db={"name": "template1"}), SERVERS, [])
+    assert [v.rule for v in r.violations] == ["ReservedName"]
