@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import ROOT, Apps, OperatorProcess
+from e2e_support import ROOT, Apps, OperatorProcess, make_namespace
 from kubernetes import client
 
 from flaskops import names
 from flaskops_testbed.kube_fixtures import Kube
-from flaskops_testbed.waiting import wait_for
 from tests.chart.chart_support import install_operator_rbac
 
 ADMIN_NAMESPACE = "flaskops-system"
@@ -127,19 +126,6 @@ def apps(kube: Kube) -> Apps:
 def ns(kube: Kube) -> Iterator[str]:
     """A fresh restricted namespace whose name carries no safety token (the `namespace` fixture's names
     contain `test`, which rule S1 rightly refuses in a production database name derived from it)."""
-    core = client.CoreV1Api(kube.api)
-    name = f"fa-{secrets.token_hex(4)}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(
-                name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"}
-            )
-        )
-    )
-    wait_for(
-        lambda: core.read_namespaced_service_account("default", name),
-        timeout=60,
-        what=f"ServiceAccount {name}/default",
-    )
+    name = make_namespace(kube, "fa")
     yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    client.CoreV1Api(kube.api).delete_namespace(name, propagation_policy="Background")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -14,12 +15,58 @@ from typing import Any
 
 import requests
 import yaml
+from kubernetes import client
 
 from flaskops import names
-from flaskops_testbed.kube_fixtures import Kube
+from flaskops_testbed.kube_fixtures import RESTRICTED, Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# A migration Job's pod carrying this label fails in KWOK's chaos stage (a failed migration).
+FAIL_LABEL = {"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}
+
+
+def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
+    """A Secret's decoded data, or None when it does not exist."""
+    try:
+        sec = client.CoreV1Api(kube.api).read_namespaced_secret(name, namespace)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
+
+
+def jobs(kube: Kube, namespace: str, app: str) -> list[Any]:
+    """The app's migration Jobs."""
+    sel = f"{names.LABEL_APP}={app},{names.LABEL_COMPONENT}=migration"
+    return list(client.BatchV1Api(kube.api).list_namespaced_job(namespace, label_selector=sel).items)
+
+
+def deployment(kube: Kube, namespace: str, name: str) -> Any:
+    """The Deployment, or None when it does not exist."""
+    try:
+        return client.AppsV1Api(kube.api).read_namespaced_deployment(name, namespace)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def make_namespace(kube: Kube, prefix: str, labels: dict[str, str] | None = None) -> str:
+    """A fresh namespace enforcing the restricted Pod Security level, once its default ServiceAccount
+    exists. Names carry no pairing-rule token (unlike the `namespace` fixture's, which contain `test`)."""
+    core = client.CoreV1Api(kube.api)
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    meta = client.V1ObjectMeta(name=name, labels={**RESTRICTED, **(labels or {})})
+    core.create_namespace(client.V1Namespace(metadata=meta))
+    wait_for(
+        lambda: core.read_namespaced_service_account("default", name),
+        timeout=60,
+        what=f"ServiceAccount {name}/default",
+    )
+    return name
 
 
 def free_port() -> int:

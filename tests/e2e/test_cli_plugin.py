@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Apps, flaskapp
+from e2e_support import FAIL_LABEL, Apps, flaskapp
 from kubernetes import client
 
 from flaskops import cli, names
@@ -23,7 +23,6 @@ from flaskops_testbed.waiting import NotYet, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
-FAIL_LABEL = {"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}
 # Keys of the operator's Secrets whose values are secret (the others name host, port, database and user).
 SECRET_VALUE_KEYS = {"DATABASE_URL", "uri", "PGPASSWORD", "password", "SECRET_KEY", "SECRET_KEY_FALLBACKS"}
 # The console script sits next to the interpreter running the tests (the project's .venv/bin).

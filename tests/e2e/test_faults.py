@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import e2e_support
 import psycopg
 import pytest
 import yaml
-from e2e_support import Apps, OperatorProcess, flaskapp
+from e2e_support import FAIL_LABEL, Apps, OperatorProcess, deployment, flaskapp, jobs
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
@@ -46,7 +47,6 @@ from tests.operator.flaskapp_strategies import body as strategy_body
 
 pytestmark = pytest.mark.e2e
 
-FAIL_LABEL = {"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}
 LAST_HANDLED = f"{names.GROUP}/last-handled-configuration"
 
 # Every secret value a test here has seen: the last test scans the operator log, Events and status for them.
@@ -57,8 +57,8 @@ SEEN_SECRETS: set[str] = set()
 
 
 def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
-    sec = client.CoreV1Api(kube.api).read_namespaced_secret(name, namespace)
-    data = {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
+    data = e2e_support.secret_data(kube, namespace, name)
+    assert data is not None, f"Secret {namespace}/{name} does not exist"
     remember_secrets(data)
     return data
 
@@ -68,20 +68,6 @@ def remember_secrets(data: dict[str, str]) -> None:
         if data.get(key):
             SEEN_SECRETS.add(data[key])
     SEEN_SECRETS.update(k for k in data.get(names.SECRET_KEY_FALLBACKS, "").split(",") if k)
-
-
-def jobs(kube: Kube, namespace: str, app: str) -> list[Any]:
-    sel = f"{names.LABEL_APP}={app},{names.LABEL_COMPONENT}=migration"
-    return list(client.BatchV1Api(kube.api).list_namespaced_job(namespace, label_selector=sel).items)
-
-
-def deployment(kube: Kube, namespace: str, name: str) -> Any:
-    try:
-        return client.AppsV1Api(kube.api).read_namespaced_deployment(name, namespace)
-    except client.exceptions.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def conditions(app: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,6 @@ gateway address, which is what the PostgresServer names.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import secrets
@@ -20,7 +19,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from e2e_support import ROOT, Apps, OperatorProcess
+from e2e_support import ROOT, Apps, OperatorProcess, secret_data
 from kubernetes import client
 
 from flaskops import names
@@ -65,11 +64,6 @@ def example_app(namespace: str, server: str, image: str) -> dict[str, Any]:
     app["spec"]["database"]["name"] = f"guestbook_{secrets.token_hex(3)}"
     app["spec"]["env"] = PROXY_ENV
     return dict(app)
-
-
-def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
-    sec = client.CoreV1Api(kube.api).read_namespaced_secret(name, namespace)
-    return {k: base64.b64decode(v).decode() for k, v in (sec.data or {}).items()}
 
 
 def pods(kube: Kube, namespace: str, app: str, component: str) -> list[Any]:

@@ -9,7 +9,6 @@ test checks what must still hold: the admin logs in, the other team's password w
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from e2e_support import Apps, OperatorProcess, flaskapp
+from e2e_support import Apps, OperatorProcess, flaskapp, make_namespace, secret_data
 from kubernetes import client
 from psycopg import sql
 
@@ -60,22 +59,6 @@ class Tenant:
         return self.kubectl("delete", "flaskapp", name, "-n", self.namespace, "--timeout=90s")
 
 
-def _namespace(kube: Kube, labels: dict[str, str] | None = None) -> str:
-    core = client.CoreV1Api(kube.api)
-    name = f"tn-{secrets.token_hex(4)}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(
-                name=name, labels={"pod-security.kubernetes.io/enforce": "restricted", **(labels or {})}
-            )
-        )
-    )
-    wait_for(
-        lambda: core.read_namespaced_service_account("default", name), timeout=60, what=f"{name}/default"
-    )
-    return name
-
-
 @pytest.fixture
 def make_tenant(kube: Kube, tmp_path: Path) -> Iterator[Callable[..., Tenant]]:
     """A namespace and a tenant ServiceAccount in it with only FlaskApp rights; all deleted afterwards."""
@@ -83,7 +66,7 @@ def make_tenant(kube: Kube, tmp_path: Path) -> Iterator[Callable[..., Tenant]]:
     rbac = client.RbacAuthorizationV1Api(kube.api)
 
     def make(labels: dict[str, str] | None = None) -> Tenant:
-        ns = _namespace(kube, labels)
+        ns = make_namespace(kube, "tn", labels)
         made.append(ns)
         client.CoreV1Api(kube.api).create_namespaced_service_account(
             ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tenant"))
@@ -193,16 +176,6 @@ def logs_in(postgres: Any, dbname: str, user: str, password: str) -> bool:
     except psycopg.OperationalError:
         return False
     return True
-
-
-def secret_data(kube: Kube, ns: str, name: str) -> dict[str, str] | None:
-    try:
-        obj = client.CoreV1Api(kube.api).read_namespaced_secret(name, ns)
-    except client.exceptions.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
 
 
 def tenant_view(apps: Apps, ns: str, name: str) -> str:

@@ -23,14 +23,13 @@ from typing import Any
 import psycopg
 import pytest
 import requests
-from e2e_support import Apps, flaskapp
+from e2e_support import Apps, flaskapp, secret_data
 from psycopg import sql
 from test_tenancy import (  # noqa: F401  (fixtures)
     Tenant,
     forget,
     make_tenant,
     pg_server,
-    secret_data,
     superuser,
 )
 from test_webhook import legacy_namespace, webhook  # noqa: F401
