@@ -503,10 +503,13 @@ class Reconciler:
             status["migratedImage"] = app.image
             status["migration"] = {**(status.get("migration") or {}), "database": database}
             return c.true(names.MIGRATED, "MigrationsDisabled", "spec.migrations.enabled is false")
+        retry = ((body.get("metadata") or {}).get("annotations") or {}).get(RETRY_MIGRATION, "")
         if _migrated(old, app.image, target):
+            if retry:
+                # Nothing to retry: the token is taken as seen, so the retry handler stops waking for it.
+                status["migration"] = {**(status.get("migration") or {}), "retry": retry}
             return c.true(names.MIGRATED, "Migrated", f"migrated to {app.image}")
         # Anything else — a new image, or the same image on another database — migrates before any rollout.
-        retry = ((body.get("metadata") or {}).get("annotations") or {}).get(RETRY_MIGRATION, "")
         job_body = manifests.migration_job(app, retry=retry, database=database)
         job_name = job_body["metadata"]["name"]
         # Only Jobs this app owns count: one that merely carries our labels is never waited on or deleted.

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import Apps, flaskapp
+from e2e_support import FAIL_LABEL, Apps, deployment, flaskapp, jobs
 from kubernetes import client
-from test_operator import FAIL_LABEL, deployment, jobs
 
 from flaskops import names
 from flaskops.reconcile import RETRY_MIGRATION
@@ -152,3 +151,22 @@ def test_kubectl_scale_scales_the_app(kube: Kube, apps: Apps, ns: str, make_serv
     )
     assert scale["spec"]["replicas"] == 4
     assert scale["status"]["selector"] == f"{names.LABEL_APP}=wide,{names.LABEL_COMPONENT}=web"
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_retry_of_a_migrated_app_is_seen_and_runs_nothing(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    apps.apply(flaskapp("calm", ns, server=server, environment="testing"))
+    apps.wait(ns, "calm", timeout=180)
+    kube.kubectl("annotate", "flaskapp", "calm", "-n", ns, f"{RETRY_MIGRATION}=again")
+
+    def seen() -> bool:
+        recorded = apps.get(ns, "calm")["status"]["migration"].get("retry")
+        if recorded != "again":
+            raise NotYet(f"status.migration.retry={recorded!r}")
+        return True
+
+    wait_for(seen, timeout=60, what="the retry token recorded")
+    assert len(jobs(kube, ns, "calm")) == 1
