@@ -96,18 +96,27 @@ def webhook(
     """An operator serving the webhook on 127.0.0.1, and the chart's configuration pointing at it."""
     tmp = tmp_path_factory.mktemp("webhook")
     ca, _, _ = certs.generate(tmp / "certs", ["127.0.0.1"])
-    port = free_port()
-    env = {
-        "FLASKOPS_WEBHOOK": "certs",
-        "FLASKOPS_WEBHOOK_ADDR": "127.0.0.1",
-        "FLASKOPS_WEBHOOK_HOST": "127.0.0.1",
-        "FLASKOPS_WEBHOOK_PORT": str(port),
-        "FLASKOPS_WEBHOOK_CERT_DIR": str(tmp / "certs"),
-    }
     operator.stop()
-    served = OperatorProcess(operator_kubeconfig, tmp / "operator.log", extra_env=env)
+    # A port picked free can be taken before the operator binds it (other processes of the session pick
+    # theirs the same way): pick again, at most three times, rather than fail the whole module.
+    for attempt in range(3):
+        port = free_port()
+        env = {
+            "FLASKOPS_WEBHOOK": "certs",
+            "FLASKOPS_WEBHOOK_ADDR": "127.0.0.1",
+            "FLASKOPS_WEBHOOK_HOST": "127.0.0.1",
+            "FLASKOPS_WEBHOOK_PORT": str(port),
+            "FLASKOPS_WEBHOOK_CERT_DIR": str(tmp / "certs"),
+        }
+        served = OperatorProcess(operator_kubeconfig, tmp / f"operator-{attempt}.log", extra_env=env)
+        try:
+            served.start()
+            break
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                operator.start()
+                raise
     try:
-        served.start()
 
         def tls_up() -> bool:
             ctx = ssl.create_default_context(cafile=str(ca))
