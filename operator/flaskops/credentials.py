@@ -571,15 +571,15 @@ def drop_database(admin: AdminConnection, owner: ownership.Owner, dbname: str, r
             # NOLOGIN first, so the app's pool cannot reconnect between the terminate and the drop.
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
         if drop_db:
-            name = sql.Identifier(dbname)
-            if (conn.info.server_version or 0) >= 130000:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            else:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (dbname,),
-                )
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
+            # End the app's own sessions (the admin is a member of its role, so it may), then a plain DROP
+            # DATABASE: it also stops autovacuum workers on the database itself, whereas WITH (FORCE) makes a
+            # non-superuser admin terminate them by hand and fails ("must be a member of the role whose
+            # process is being terminated"). A session of anyone else makes the drop fail and retry later.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND usename = %s AND pid <> pg_backend_pid()",
+                (dbname, role),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
         if drop_role:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
