@@ -30,6 +30,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("api/v1", "namespaces", False),
     "Job": ("apis/batch/v1", "jobs", True),
     "Deployment": ("apis/apps/v1", "deployments", True),
+    "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets", True),
     names.FLASKAPP_KIND: (f"apis/{names.API_VERSION}", names.FLASKAPP_PLURAL, True),
     names.POSTGRESSERVER_KIND: (f"apis/{names.API_VERSION}", names.POSTGRESSERVER_PLURAL, False),
 }

@@ -1,4 +1,5 @@
-"""The children of a FlaskApp as plain dicts: Secrets, the migration Job, the Deployment and the Service."""
+"""The children of a FlaskApp as plain dicts: Secrets, the migration Job, the Deployment, the Service and
+the PodDisruptionBudget."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from .spec import FlaskAppSpec
 # kubelet's preStop sleep lets endpoints drop the pod before Gunicorn starts its graceful shutdown.
 PRESTOP_SLEEP_SECONDS = 5
 TMP_VOLUME = "tmp"
+# A PodDisruptionBudget only makes sense with something left to serve while one pod is evicted.
+PDB_MIN_REPLICAS = 2
 
 
 def digest(value: Any, length: int = 10) -> str:
@@ -126,6 +129,45 @@ def _container_security() -> dict[str, Any]:
     }
 
 
+def _scheduling(app: FlaskAppSpec, pod: dict[str, Any], *, node_only: bool) -> None:
+    """spec.nodeSelector/tolerations/affinity/priorityClassName into a pod spec; an absent field stays absent,
+    so an app without them keeps the exact pod template (and rollout hash) it had before they existed.
+
+    node_only: only affinity.nodeAffinity (the migration pod): a pod (anti-)affinity written for the web pods
+    says nothing sensible about a one-off Job pod, and a required one could keep it from ever scheduling.
+    """
+    if app.node_selector:
+        pod["nodeSelector"] = dict(app.node_selector)
+    if app.tolerations:
+        pod["tolerations"] = [dict(t) for t in app.tolerations]
+    affinity = dict(app.affinity)
+    if node_only:
+        affinity = {k: v for k, v in affinity.items() if k == "nodeAffinity"}
+    if affinity:
+        pod["affinity"] = affinity
+    if app.priority_class_name:
+        pod["priorityClassName"] = app.priority_class_name
+
+
+def default_topology_spread(app: FlaskAppSpec) -> list[dict[str, Any]]:
+    """The web pods' spread when spec.topologySpreadConstraints is absent: across nodes, then zones.
+
+    Both ScheduleAnyway: with DoNotSchedule a cordoned node still counts as a domain holding zero pods
+    (nodeTaintsPolicy defaults to Ignore), so during a drain the evicted pods could stay Pending once there
+    are more replicas than schedulable nodes; the PodDisruptionBudget is what keeps a drain safe.
+    """
+    selector = {"matchLabels": web_selector(app)}
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
 def _pull(app: FlaskAppSpec, container: dict[str, Any], pod: dict[str, Any]) -> None:
     if app.image_pull_policy:
         container["imagePullPolicy"] = app.image_pull_policy
@@ -157,6 +199,7 @@ def _migration_template(app: FlaskAppSpec) -> dict[str, Any]:
         "containers": [container],
         "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
     }
+    _scheduling(app, pod, node_only=True)
     _pull(app, container, pod)
     return {"metadata": {"labels": pod_labels, "annotations": dict(mig.pod_annotations)}, "spec": pod}
 
@@ -221,8 +264,15 @@ def web_selector(app: FlaskAppSpec) -> dict[str, str]:
     return {names.LABEL_APP: app.name, names.LABEL_COMPONENT: "web"}
 
 
-def deployment(app: FlaskAppSpec, image: str, secrets_checksum: str) -> dict[str, Any]:
-    """The Gunicorn Deployment serving `image` (the migrated one, never merely the desired one)."""
+def deployment(
+    app: FlaskAppSpec, image: str, secrets_checksum: str, *, default_spread: bool = True
+) -> dict[str, Any]:
+    """The Gunicorn Deployment serving `image` (the migrated one, never merely the desired one).
+
+    default_spread: add default_topology_spread() when spec.topologySpreadConstraints is absent. False gives
+    the pod template of an operator that had no default spread (reconcile keeps it on Deployments made
+    before the default existed until their pods roll anyway, so an operator upgrade restarts no pods).
+    """
     port_name = "http"
     probe = {"httpGet": {"path": app.readiness_path, "port": port_name}}
     container: dict[str, Any] = {
@@ -259,20 +309,57 @@ def deployment(app: FlaskAppSpec, image: str, secrets_checksum: str) -> dict[str
     }
     if app.service_account_name:
         pod["serviceAccountName"] = app.service_account_name
+    _scheduling(app, pod, node_only=False)
     _pull(app, container, pod)
     pod_labels = {**app.pod_labels, **web_selector(app), **labels(app, "web")}
     annotations = {**app.pod_annotations, names.ANNOTATION_SECRETS_CHECKSUM: secrets_checksum}
+    template = {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod}
+    meta = _metadata(app, app.name, "web")
+    # Taken before the spread is added: what reconcile compares to tell a real template change from a new default.
+    meta["annotations"] = {names.ANNOTATION_BASE_TEMPLATE: digest(template)}
+    spread = app.topology_spread_constraints
+    if spread is None and default_spread:
+        spread = tuple(default_topology_spread(app))
+    if spread:
+        pod["topologySpreadConstraints"] = [dict(t) for t in spread]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(app, app.name, "web"),
+        "metadata": meta,
         "spec": {
             "replicas": app.replicas,
             "selector": {"matchLabels": web_selector(app)},
             # Never below the wanted capacity during a rollout; surge a quarter.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "revisionHistoryLimit": 5,
-            "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
+            "template": template,
+        },
+    }
+
+
+def legacy_deployment(app: FlaskAppSpec, image: str, secrets_checksum: str) -> dict[str, Any]:
+    """Exactly what an operator without scheduling defaults applied (no spread, no base-template annotation):
+    its digest matches the applied-hash annotation of a Deployment that operator left unchanged."""
+    body = deployment(app, image, secrets_checksum, default_spread=False)
+    del body["metadata"]["annotations"]
+    return body
+
+
+def pod_disruption_budget(app: FlaskAppSpec) -> dict[str, Any]:
+    """policy/v1 PodDisruptionBudget for the web pods: at most one evicted at a time.
+
+    maxUnavailable (not minAvailable): it stays right whatever spec.replicas or an HPA makes the count, and it
+    still lets a drain proceed. AlwaysAllow: a pod that is not Ready (crash-looping) may be evicted even when
+    the budget is spent, so a broken app never blocks a node drain.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(app, app.name, "web"),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": web_selector(app)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 

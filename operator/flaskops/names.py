@@ -34,6 +34,8 @@ MANAGED_BY = "flaskops"
 ANNOTATION_PREFIX = GROUP
 ANNOTATION_SECRETS_CHECKSUM = f"{ANNOTATION_PREFIX}/secrets-checksum"
 ANNOTATION_MIGRATION_IMAGE = f"{ANNOTATION_PREFIX}/image"
+# On the Deployment (not its pods): digest of the pod template without the default topology spread.
+ANNOTATION_BASE_TEMPLATE = f"{ANNOTATION_PREFIX}/base-template-hash"
 FINALIZER = f"{GROUP}/database"
 
 # Secret <app>-db: the universal URL, libpq variables, and CloudNativePG-compatible keys.

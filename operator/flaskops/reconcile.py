@@ -591,7 +591,7 @@ class Reconciler:
             # No rollout before the migration succeeded: whatever serves now keeps serving untouched.
             return self._availability(app, status, rollout.view(current)), False
         checksum = manifests.secrets_checksum(*secret_data)
-        desired = manifests.deployment(app, app.image, checksum)
+        desired = _desired_deployment(app, checksum, current)
         try:
             changed = self._apply_if_changed(desired, current)
         except ApiException as exc:
@@ -609,8 +609,19 @@ class Reconciler:
         svc_current = self.kube.get("Service", app.namespace, app.name)
         _require_owned(app, svc_current, names.AVAILABLE, "Service", app.name)
         self._apply_if_changed(svc, svc_current)
+        self._disruption_budget(app)
         view = rollout.view(current)
         return self._availability(app, status, view), view.rolled_out and view.image == app.image
+
+    def _disruption_budget(self, app: FlaskAppSpec) -> None:
+        """A PodDisruptionBudget while replicas >= 2; removed (only if ours) below that."""
+        current = self.kube.get("PodDisruptionBudget", app.namespace, app.name)
+        if app.replicas >= manifests.PDB_MIN_REPLICAS:
+            _require_owned(app, current, names.AVAILABLE, "PodDisruptionBudget", app.name)
+            self._apply_if_changed(manifests.pod_disruption_budget(app), current)
+        elif _owned_or_none(app, current) is not None:
+            # One replica: a budget of maxUnavailable 1 would only hide that a drain takes the app down.
+            self.kube.delete("PodDisruptionBudget", app.namespace, app.name)
 
     def _availability(
         self, app: FlaskAppSpec, status: dict[str, Any], dep: rollout.RolloutView
@@ -709,6 +720,28 @@ def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[
         return None
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return obj if any(ref.get("uid") == app.uid for ref in refs) else None
+
+
+def _desired_deployment(app: FlaskAppSpec, checksum: str, current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Deployment to apply. A Deployment whose pods run without the default topology spread keeps them
+    so until its pod template changes for another reason: an operator upgrade alone restarts no app."""
+    desired = manifests.deployment(app, app.image, checksum)
+    if current is None or app.topology_spread_constraints is not None:
+        return desired
+    pod = ((current.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if pod.get("topologySpreadConstraints"):
+        return desired
+    plain = manifests.deployment(app, app.image, checksum, default_spread=False)
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    base = annotations.get(names.ANNOTATION_BASE_TEMPLATE)
+    if base is None:
+        # Applied by an operator without the annotation: unchanged when its whole digest still matches.
+        unchanged = annotations.get(APPLIED_HASH) == manifests.digest(
+            manifests.legacy_deployment(app, app.image, checksum)
+        )
+    else:
+        unchanged = base == plain["metadata"]["annotations"][names.ANNOTATION_BASE_TEMPLATE]
+    return plain if unchanged else desired
 
 
 def _require_owned(

@@ -84,6 +84,13 @@ class FlaskAppSpec:
     secret_key_rotation: str | None
     readiness_path: str
     liveness_path: str
+    # Scheduling, passed through as core/v1 PodSpec fields; empty means absent from the pod template.
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    # None: the operator's default spread (manifests.default_topology_spread); [] opts out.
+    topology_spread_constraints: tuple[Mapping[str, Any], ...] | None = None
     created: str = ""
     deleting: bool = False
     finalizers: tuple[str, ...] = field(default_factory=tuple)
@@ -162,6 +169,15 @@ def parse_flaskapp(body: Mapping[str, Any]) -> FlaskAppSpec:
         secret_key_rotation=sk.get("rotation"),
         readiness_path=str(probes.get("readinessPath") or DEFAULT_READINESS_PATH),
         liveness_path=str(probes.get("livenessPath") or DEFAULT_LIVENESS_PATH),
+        node_selector=dict(spec.get("nodeSelector") or {}),
+        tolerations=tuple(dict(t) for t in spec.get("tolerations") or ()),
+        affinity=dict(spec.get("affinity") or {}),
+        priority_class_name=spec.get("priorityClassName") or None,
+        topology_spread_constraints=(
+            None
+            if spec.get("topologySpreadConstraints") is None
+            else tuple(dict(t) for t in spec["topologySpreadConstraints"])
+        ),
         created=str(meta.get("creationTimestamp") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
         finalizers=tuple(meta.get("finalizers") or ()),

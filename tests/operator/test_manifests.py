@@ -107,3 +107,112 @@ def test_service_targets_the_named_port():
     svc = manifests.service(app())
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
     assert svc["spec"]["selector"] == manifests.web_selector(app())
+
+
+# --- scheduling pass-through, default spread, PodDisruptionBudget --------------------------------------------
+
+SCHEDULING = {
+    "nodeSelector": {"pool": "web"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []},
+    },
+    "priorityClassName": "business-critical",
+}
+
+
+def test_an_app_without_the_new_fields_keeps_its_hashes_from_before_they_existed():
+    """Pinned values computed with the operator before scheduling fields existed: an operator upgrade must
+    neither start a new migration Job nor change the Deployment it applied (no needless restarts)."""
+    assert manifests.migration_job_name(app()) == "guestbook-migrate-caff067919"
+    assert manifests.digest(manifests.legacy_deployment(app(), "reg/guestbook:1", "abc")) == "a0f615efe8"
+    pod = manifests.deployment(app(), "reg/guestbook:1", "abc", default_spread=False)["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "topologySpreadConstraints"} & set(
+        pod
+    )
+
+
+def test_scheduling_fields_reach_both_pod_templates():
+    a = app(**SCHEDULING)
+    web = manifests.deployment(a, a.image, "x")["spec"]["template"]["spec"]
+    job = manifests.migration_job(a)["spec"]["template"]["spec"]
+    for pod in (web, job):
+        assert pod["nodeSelector"] == {"pool": "web"}
+        assert pod["tolerations"] == SCHEDULING["tolerations"]
+        assert pod["priorityClassName"] == "business-critical"
+    assert web["affinity"] == SCHEDULING["affinity"]
+    # The one-off Job pod gets where it may run, not the web pods' (anti-)affinity among themselves.
+    assert job["affinity"] == {"nodeAffinity": SCHEDULING["affinity"]["nodeAffinity"]}
+    assert "topologySpreadConstraints" not in job
+    assert manifests.migration_job_name(a) != manifests.migration_job_name(app())
+
+
+def test_default_spread_is_by_host_and_zone_and_overridable():
+    web = manifests.deployment(app(), "i", "x")["spec"]["template"]["spec"]
+    spread = web["topologySpreadConstraints"]
+    assert [t["topologyKey"] for t in spread] == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    assert {t["whenUnsatisfiable"] for t in spread} == {"ScheduleAnyway"}
+    assert all(t["labelSelector"]["matchLabels"] == manifests.web_selector(app()) for t in spread)
+    mine = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]
+    assert manifests.deployment(app(topologySpreadConstraints=mine), "i", "x")["spec"]["template"]["spec"][
+        "topologySpreadConstraints"
+    ] == mine
+    off = manifests.deployment(app(topologySpreadConstraints=[]), "i", "x")["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" not in off
+
+
+def test_base_template_hash_ignores_only_the_default_spread():
+    def base(a, checksum="x"):
+        return manifests.deployment(a, a.image, checksum)["metadata"]["annotations"][
+            names.ANNOTATION_BASE_TEMPLATE
+        ]
+
+    assert base(app()) == manifests.digest(
+        manifests.deployment(app(), "reg/guestbook:1", "x", default_spread=False)["spec"]["template"]
+    )
+    assert base(app(replicas=9)) == base(app())
+    assert base(app(image="reg/guestbook:2")) != base(app())
+    assert base(app(), checksum="y") != base(app())
+
+
+def test_pod_disruption_budget_allows_one_eviction_of_the_web_pods():
+    pdb = manifests.pod_disruption_budget(app())
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["metadata"]["name"] == "guestbook"
+    assert pdb["metadata"]["ownerReferences"] == [manifests.owner_reference(app())]
+    assert pdb["metadata"]["labels"] == manifests.labels(app(), "web")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"] == {"matchLabels": manifests.web_selector(app())}
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def _as_applied(body):
+    """A Deployment as the API returns it after the operator applied `body`."""
+    from flaskops import reconcile
+
+    out = copy.deepcopy(body)
+    out["metadata"].setdefault("annotations", {})[reconcile.APPLIED_HASH] = manifests.digest(body)
+    return out
+
+
+def test_an_upgrade_alone_keeps_a_deployment_without_spread_until_its_pods_roll_anyway():
+    from flaskops.reconcile import _desired_deployment
+
+    a = app()
+    legacy = _as_applied(manifests.legacy_deployment(a, a.image, "x"))
+    kept = _desired_deployment(a, "x", legacy)
+    # Same pod template (no restart): only the Deployment's own annotation is new.
+    assert kept["spec"]["template"] == legacy["spec"]["template"]
+    # Once annotated, still kept, as long as the template would not change otherwise; scaling too.
+    annotated = _as_applied(kept)
+    assert _desired_deployment(app(replicas=5), "x", annotated)["spec"]["template"] == legacy["spec"]["template"]
+    # A real change (new Secret data, new image) rolls the pods anyway: the default spread comes with it.
+    rolled = _desired_deployment(a, "y", annotated)["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" in rolled
+    assert "topologySpreadConstraints" in _desired_deployment(a, "y", legacy)["spec"]["template"]["spec"]
+    # New Deployments and those already spread get the default at once.
+    assert "topologySpreadConstraints" in _desired_deployment(a, "x", None)["spec"]["template"]["spec"]
+    spread = _as_applied(manifests.deployment(a, a.image, "x"))
+    assert _desired_deployment(a, "x", spread) == manifests.deployment(a, a.image, "x")
