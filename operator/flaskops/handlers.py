@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import socket
@@ -15,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, names, safety, webhook
+from . import inventory, leader, names, safety, webhook
 from . import settings as settings_mod
 from .kube import Kube, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
@@ -92,7 +94,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (the "flaskops" logger is the parent of every module's logger).
     log.setLevel(logging.INFO)
     # Our own names for kopf's bookkeeping, so several kopf operators never fight over one annotation.
-    settings.persistence.finalizer = names.FINALIZER
+    settings.persistence.finalizer = FOLLOWER_FINALIZER if CONFIG.leader_election else names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=names.GROUP, key="last-handled-configuration", v1=False
@@ -114,6 +116,63 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         from . import admission
 
         admission.configure(settings, CONFIG)
+    CONFIGURED.set()
+
+
+# --- leader election: every replica serves the webhook (and so keeps the indexes); one reconciles ----------
+
+# A follower runs every kopf handler's filter as False. kopf then treats the FlaskApps as "not ours": it
+# stores no diffbase or progress (no change is marked handled behind the leader's back) — but it would
+# remove a finalizer it finds and no handler asks for. So a follower's kopf knows the finalizer under this
+# name, which no object carries, and the real name is set at the same instant as `leading` (on kopf's
+# loop, between two events): no follower ever adds or removes the real finalizer.
+FOLLOWER_FINALIZER = f"{names.GROUP}/follower-holds-no-finalizer"
+# Written on every FlaskApp by a new leader: an event kopf treats as a resume (an annotation under its own
+# prefix is no change), so apps created, changed or deleted while nobody led are handled now.
+ANNOTATION_RESUMED = f"{names.ANNOTATION_PREFIX}/resumed-by"
+LEADERSHIP: leader.Leadership | None = None
+CONFIGURED = threading.Event()
+
+
+def _leading(**_: Any) -> bool:
+    """The handlers' filter: True in the leader (or without leader election), False in a follower."""
+    return LEADERSHIP is None or LEADERSHIP.leading
+
+
+@kopf.on.startup()
+async def campaign(settings: kopf.OperatorSettings, flaskapp_db: Any, **_: Any) -> None:
+    if not CONFIG.leader_election:
+        return
+    global LEADERSHIP  # noqa: PLW0603 - one election per process, read by every handler's filter
+    loop = asyncio.get_running_loop()
+    # configure() (another startup handler) sets the follower's finalizer name first.
+    await loop.run_in_executor(None, CONFIGURED.wait, 30)
+    _ = STATE.kube  # loads the client configuration the Lease lock uses
+
+    def flip() -> None:
+        settings.persistence.finalizer = names.FINALIZER
+
+    def resume_all() -> None:
+        stamp = f"{LEADERSHIP.identity if LEADERSHIP else ''} {datetime.datetime.now(datetime.UTC).isoformat()}"
+        for entry in _entries(flaskapp_db):
+            try:
+                STATE.kube.merge_patch(
+                    names.FLASKAPP_KIND,
+                    entry["namespace"],
+                    entry["name"],
+                    {"metadata": {"annotations": {ANNOTATION_RESUMED: stamp}}},
+                )
+            except Exception:  # noqa: BLE001 - gone meanwhile, or the API hiccuped: its next event resumes it
+                log.warning("resume failed", extra={"namespace": entry["namespace"], "flaskapp": entry["name"]})
+
+    LEADERSHIP = leader.Leadership(CONFIG.lease_name, CONFIG.lease_namespace, on_flip=flip, on_leading=resume_all)
+    LEADERSHIP.start(loop)
+
+
+@kopf.on.cleanup()
+def release_lease(**_: Any) -> None:
+    if LEADERSHIP is not None:
+        LEADERSHIP.release()
 
 
 # --- indexes: what every app and server is, in memory, for rule S5 and the webhook ------------------------
@@ -175,6 +234,8 @@ def _post(body: Mapping[str, Any], events: list[Event]) -> None:
 
 def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
     """Reconcile one FlaskApp from its freshest state; write status only when it changed."""
+    if not _leading():
+        return None  # a retry timer armed before a restart as follower: the leader has the app
     kube = STATE.kube
     with STATE.lock((namespace, name)):
         body = kube.get(names.FLASKAPP_KIND, namespace, name)
@@ -236,9 +297,9 @@ def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
         STATE.retry_later((namespace, name), delay, lambda: nudge(namespace, name, indexes))
 
 
-@kopf.on.resume(*FLASKAPPS)
-@kopf.on.create(*FLASKAPPS)
-@kopf.on.update(*FLASKAPPS)
+@kopf.on.resume(*FLASKAPPS, when=_leading)
+@kopf.on.create(*FLASKAPPS, when=_leading)
+@kopf.on.update(*FLASKAPPS, when=_leading)
 def reconcile_flaskapp(
     namespace: str, name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
 ) -> None:
@@ -252,6 +313,8 @@ def reconcile_flaskapp(
 
 
 def _retry_pending(annotations: Mapping[str, str], status: Mapping[str, Any], **_: Any) -> bool:
+    if not _leading():
+        return False
     wanted = annotations.get(RETRY_MIGRATION)
     return bool(wanted) and wanted != ((status or {}).get("migration") or {}).get("retry")
 
@@ -266,8 +329,8 @@ def retry_requested(
     nudge(namespace, name, _indexes(flaskapp_db, postgresserver_spec, namespace_labels))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_leading)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, when=_leading)
 def child_changed(
     namespace: str,
     labels: Mapping[str, str],
@@ -282,7 +345,7 @@ def child_changed(
 
 
 def _modified(type: str | None, **_: Any) -> bool:
-    return type == "MODIFIED"
+    return type == "MODIFIED" and _leading()
 
 
 @kopf.on.event(*NAMESPACES, when=_modified)
@@ -308,8 +371,8 @@ def namespace_changed(
             nudge(entry["namespace"], entry["name"], indexes)
 
 
-@kopf.on.create(*SERVERS)
-@kopf.on.update(*SERVERS)
+@kopf.on.create(*SERVERS, when=_leading)
+@kopf.on.update(*SERVERS, when=_leading)
 def server_changed(
     name: str, flaskapp_db: Any, postgresserver_spec: Any, namespace_labels: Any, **_: Any
 ) -> None:
@@ -325,7 +388,8 @@ def server_changed(
 def _drops_database(spec: Mapping[str, Any], **_: Any) -> bool:
     db = spec.get("database") or {}
     return (
-        bool(db.get("server"))
+        _leading()
+        and bool(db.get("server"))
         and db.get("deletionPolicy") == "Delete"
         and spec.get("environment") != "production"
     )

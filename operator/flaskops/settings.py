@@ -23,6 +23,11 @@ class Settings:
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
     connect_timeout: int = 5
+    # Several replicas: all serve the webhook, only the holder of this Lease reconciles (the chart turns it
+    # on). Off, the process reconciles at once and alone, as a single local `python -m flaskops` does.
+    leader_election: bool = False
+    lease_name: str = "flaskops-operator"
+    lease_namespace: str = "default"
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +45,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
+        leader_election=e.get("FLASKOPS_LEADER_ELECTION", "false").lower() == "true",
+        lease_name=e.get("FLASKOPS_LEASE_NAME") or d.lease_name,
+        lease_namespace=e.get("FLASKOPS_LEASE_NAMESPACE") or d.lease_namespace,
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")
@@ -53,6 +61,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             f"FLASKOPS_WEBHOOK_CONFIG_NAME must be a domain with a dot (e.g. flaskops.dev), "
             f"not {cfg.webhook_config_name!r}"
         )
+    if e.get("FLASKOPS_LEADER_ELECTION", "false").lower() not in ("true", "false"):
+        raise ValueError("FLASKOPS_LEADER_ELECTION must be true or false")
     if cfg.provision_concurrency < 1 or cfg.max_workers < 1:
         raise ValueError("FLASKOPS_PROVISION_CONCURRENCY and FLASKOPS_MAX_WORKERS must be at least 1")
     return cfg

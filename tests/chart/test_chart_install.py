@@ -71,7 +71,7 @@ def test_install_test_upgrade_uninstall(kube: Kube, release: tuple[str, str]) ->
     } <= kinds
     dep: Any = client.AppsV1Api(kube.api).read_namespaced_deployment(full, ns)
     if kube.simulated:
-        assert dep.status.available_replicas == 1  # admitted by Pod Security "restricted", scheduled, ready
+        assert dep.status.available_replicas == 2  # admitted by Pod Security "restricted", scheduled, ready
     for crd in (names.FLASKAPP_PLURAL, names.POSTGRESSERVER_PLURAL):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.{names.GROUP}", "--timeout=60s")
 

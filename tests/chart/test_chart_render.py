@@ -75,7 +75,7 @@ def test_app_version_is_the_project_version() -> None:
     ("setting", "message"),
     [
         (("--set", "operator.replicas=two"), "at '/operator/replicas': got string, want integer"),
-        (("--set", "operator.replicas=2"), "/operator/replicas"),
+        (("--set", "operator.replicas=-1"), "/operator/replicas"),
         (("--set", "webhook.failurePolicy=Sometimes"), "value must be one of 'Fail', 'Ignore'"),
         (("--set-json", 'crds.create="yes"'), "at '/crds/create': got string, want boolean"),
         (("--set", "operator.watchNamespace=Not_A_Namespace"), "/operator/watchNamespace"),
@@ -165,9 +165,8 @@ def test_aggregated_roles_extend_view_and_edit() -> None:
     ]
 
 
-def test_operator_pod_is_restricted_and_single(docs: list[dict[str, Any]]) -> None:
+def test_operator_pod_is_restricted(docs: list[dict[str, Any]]) -> None:
     dep = find(docs, "Deployment")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -303,3 +302,42 @@ def test_policy_scan(checkov: list[str], tmp_path: Path) -> None:
     for check in skipped:
         # Each exception is preceded by a comment that says why.
         assert re.search(rf"#[^\n]*\n(?:\s*#[^\n]*\n)*\s*- {check}\n", reasons), check
+
+
+def test_operator_is_highly_available_by_default() -> None:
+    """Two pods serving the webhook, rolled one at a time, spread over nodes, guarded by a budget; the
+    Lease (in the release namespace, the only coordination.k8s.io rights) decides who reconciles."""
+    docs = render()
+    dep = find(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    selector = dep["spec"]["selector"]["matchLabels"]
+    (term,) = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}
+    pdb = find(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    env = {e["name"]: e for e in operator_container(docs)["env"]}
+    assert env["FLASKOPS_LEADER_ELECTION"]["value"] == "true"
+    assert env["FLASKOPS_LEASE_NAME"]["value"] == dep["metadata"]["name"]
+    assert env["FLASKOPS_LEASE_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    for args in ((), ("--set", "operator.watchNamespace=shop")):
+        lease_roles = [
+            d
+            for d in render(*args)
+            if d["kind"] == "Role" and any("coordination.k8s.io" in r["apiGroups"] for r in d["rules"])
+        ]
+        assert [(r["metadata"]["namespace"], r["rules"]) for r in lease_roles] == [
+            (
+                dep["metadata"]["namespace"],
+                [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}],
+            )
+        ]
+
+    # One replica: no budget (it would block every drain); an explicit affinity replaces the default.
+    single = render("--set", "operator.replicas=1")
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
+    mine = find(render("--set", "operator.affinity.nodeAffinity.x=y"), "Deployment")
+    assert mine["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {"x": "y"}}
