@@ -143,17 +143,19 @@ def _leading(**_: Any) -> bool:
 async def campaign(settings: kopf.OperatorSettings, flaskapp_db: Any, **_: Any) -> None:
     if not CONFIG.leader_election:
         return
-    global LEADERSHIP  # noqa: PLW0603 - one election per process, read by every handler's filter
+    global LEADERSHIP  # one election per process, read by every handler's filter
     loop = asyncio.get_running_loop()
     # configure() (another startup handler) sets the follower's finalizer name first.
     await loop.run_in_executor(None, CONFIGURED.wait, 30)
-    _ = STATE.kube  # loads the client configuration the Lease lock uses
+    STATE.kube.api  # noqa: B018 - loads the client configuration the Lease lock uses
 
     def flip() -> None:
         settings.persistence.finalizer = names.FINALIZER
 
     def resume_all() -> None:
-        stamp = f"{LEADERSHIP.identity if LEADERSHIP else ''} {datetime.datetime.now(datetime.UTC).isoformat()}"
+        stamp = (
+            f"{LEADERSHIP.identity if LEADERSHIP else ''} {datetime.datetime.now(datetime.UTC).isoformat()}"
+        )
         for entry in _entries(flaskapp_db):
             try:
                 STATE.kube.merge_patch(
@@ -162,10 +164,14 @@ async def campaign(settings: kopf.OperatorSettings, flaskapp_db: Any, **_: Any) 
                     entry["name"],
                     {"metadata": {"annotations": {ANNOTATION_RESUMED: stamp}}},
                 )
-            except Exception:  # noqa: BLE001 - gone meanwhile, or the API hiccuped: its next event resumes it
-                log.warning("resume failed", extra={"namespace": entry["namespace"], "flaskapp": entry["name"]})
+            except Exception:  # gone meanwhile, or the API hiccuped: its next event resumes it
+                log.warning(
+                    "resume failed", extra={"namespace": entry["namespace"], "flaskapp": entry["name"]}
+                )
 
-    LEADERSHIP = leader.Leadership(CONFIG.lease_name, CONFIG.lease_namespace, on_flip=flip, on_leading=resume_all)
+    LEADERSHIP = leader.Leadership(
+        CONFIG.lease_name, CONFIG.lease_namespace, on_flip=flip, on_leading=resume_all
+    )
     LEADERSHIP.start(loop)
 
 

@@ -97,7 +97,9 @@ class Leadership:
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(self._flip)
         self._flipped.wait()
-        log.info("became the leader", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
+        log.info(
+            "became the leader", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity}
+        )
         threading.Thread(target=self._watchdog, name="leader-watchdog", daemon=True).start()
         self._on_leading()
 
@@ -134,11 +136,12 @@ class Leadership:
         api = client.CoordinationV1Api()
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace, _request_timeout=5)
-            if lease.spec.holder_identity != self.identity:
+            spec = lease.spec
+            if spec is None or spec.holder_identity != self.identity:
                 return
-            lease.spec.holder_identity = None
-            lease.spec.lease_duration_seconds = 1
-            lease.spec.renew_time = datetime.now(UTC)
+            spec.holder_identity = None
+            spec.lease_duration_seconds = 1
+            spec.renew_time = datetime.now(UTC)
             api.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=5)
             log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}"})
         except ApiException as exc:  # the next leader waits out the lease instead

@@ -722,7 +722,9 @@ def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[
     return obj if any(ref.get("uid") == app.uid for ref in refs) else None
 
 
-def _desired_deployment(app: FlaskAppSpec, checksum: str, current: Mapping[str, Any] | None) -> dict[str, Any]:
+def _desired_deployment(
+    app: FlaskAppSpec, checksum: str, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The Deployment to apply. A Deployment whose pods run without the default topology spread keeps them
     so until its pod template changes for another reason: an operator upgrade alone restarts no app."""
     desired = manifests.deployment(app, app.image, checksum)

@@ -310,12 +310,18 @@ def test_operator_is_highly_available_by_default() -> None:
     docs = render()
     dep = find(docs, "Deployment")
     assert dep["spec"]["replicas"] == 2
-    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     selector = dep["spec"]["selector"]["matchLabels"]
     (term,) = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
         "preferredDuringSchedulingIgnoredDuringExecution"
     ]
-    assert term["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": selector},
+    }
     pdb = find(docs, "PodDisruptionBudget")
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
     env = {e["name"]: e for e in operator_container(docs)["env"]}
@@ -332,7 +338,13 @@ def test_operator_is_highly_available_by_default() -> None:
         assert [(r["metadata"]["namespace"], r["rules"]) for r in lease_roles] == [
             (
                 dep["metadata"]["namespace"],
-                [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}],
+                [
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["get", "create", "update"],
+                    }
+                ],
             )
         ]
 

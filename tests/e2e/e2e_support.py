@@ -23,6 +23,22 @@ from flaskops_testbed.waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
+DENIED = 'admission webhook "validate-flaskapp.flaskops.dev" denied the request'
+
+
+def chart_webhook_configuration(url: str, ca: bytes, name: str) -> dict[str, Any]:
+    """The chart's ValidatingWebhookConfiguration named `name`, pointed at a URL instead of the chart's
+    Service (simulated pods cannot back one)."""
+    from tests.chart.chart_support import find, render
+
+    vwc = find(render("--show-only", "templates/webhook-certs.yaml"), "ValidatingWebhookConfiguration")
+    vwc["metadata"] = {"name": name, "labels": vwc["metadata"]["labels"]}
+    for hook in vwc["webhooks"]:
+        path = hook["clientConfig"]["service"]["path"]
+        hook["clientConfig"] = {"url": f"{url}{path}", "caBundle": base64.b64encode(ca).decode()}
+    return vwc
+
+
 # A migration Job's pod carrying this label fails in KWOK's chaos stage (a failed migration).
 FAIL_LABEL = {"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}
 

@@ -52,7 +52,9 @@ def test_replicas_two_get_a_budget_that_goes_when_they_drop_to_one(
 
     budget = pdb(kube, ns, "shop")
     assert budget is not None
-    assert [(r.kind, r.uid, r.controller) for r in budget.metadata.owner_references] == [("FlaskApp", uid, True)]
+    assert [(r.kind, r.uid, r.controller) for r in budget.metadata.owner_references] == [
+        ("FlaskApp", uid, True)
+    ]
     assert budget.metadata.labels[names.LABEL_COMPONENT] == "web"
     assert budget.spec.max_unavailable == 1 and budget.spec.min_available is None
     assert budget.spec.selector.match_labels == {names.LABEL_APP: "shop", names.LABEL_COMPONENT: "web"}
@@ -160,8 +162,10 @@ def test_an_operator_upgrade_restarts_no_pods_of_an_app_deployed_without_spread(
     body["spec"]["env"] = [{"name": "FEATURE", "value": "on"}]
     apps.apply(body)
     wait_for(
-        lambda: deployment(kube, ns, "legacy").spec.template.spec.topology_spread_constraints
-        or _not_yet("no spread yet"),
+        lambda: (
+            deployment(kube, ns, "legacy").spec.template.spec.topology_spread_constraints
+            or _not_yet("no spread yet")
+        ),
         timeout=180,
         what="the spread added with the next rollout",
     )

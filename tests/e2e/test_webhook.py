@@ -9,7 +9,6 @@ the ValidatingWebhookConfiguration is deleted, so later tests can create unsafe 
 
 from __future__ import annotations
 
-import base64
 import secrets
 import socket
 import ssl
@@ -20,29 +19,22 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import Apps, OperatorProcess, flaskapp, free_port
+from e2e_support import DENIED, Apps, OperatorProcess, flaskapp, free_port
+from e2e_support import chart_webhook_configuration as _chart_webhook_configuration
 from kubernetes import client
 
 from flaskops import certs, names
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
-from tests.chart.chart_support import find, render
 
 pytestmark = pytest.mark.e2e
 
 CONFIG_NAME = "flaskops-e2e-webhook"
 ADMIN_NAMESPACE = "flaskops-system"  # where conftest.admin_secret puts the PostgreSQL admin Secret
-DENIED = 'admission webhook "validate-flaskapp.flaskops.dev" denied the request'
 
 
 def chart_webhook_configuration(url: str, ca: bytes) -> dict[str, Any]:
-    """The chart's ValidatingWebhookConfiguration, pointed at a URL instead of the chart's Service."""
-    vwc = find(render("--show-only", "templates/webhook-certs.yaml"), "ValidatingWebhookConfiguration")
-    vwc["metadata"] = {"name": CONFIG_NAME, "labels": vwc["metadata"]["labels"]}
-    for hook in vwc["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": f"{url}{path}", "caBundle": base64.b64encode(ca).decode()}
-    return vwc
+    return _chart_webhook_configuration(url, ca, CONFIG_NAME)
 
 
 LEGACY = "legacy"

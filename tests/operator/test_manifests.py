@@ -127,10 +127,16 @@ def test_an_app_without_the_new_fields_keeps_its_hashes_from_before_they_existed
     neither start a new migration Job nor change the Deployment it applied (no needless restarts)."""
     assert manifests.migration_job_name(app()) == "guestbook-migrate-caff067919"
     assert manifests.digest(manifests.legacy_deployment(app(), "reg/guestbook:1", "abc")) == "a0f615efe8"
-    pod = manifests.deployment(app(), "reg/guestbook:1", "abc", default_spread=False)["spec"]["template"]["spec"]
-    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "topologySpreadConstraints"} & set(
-        pod
-    )
+    pod = manifests.deployment(app(), "reg/guestbook:1", "abc", default_spread=False)["spec"]["template"][
+        "spec"
+    ]
+    assert not {
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "priorityClassName",
+        "topologySpreadConstraints",
+    } & set(pod)
 
 
 def test_scheduling_fields_reach_both_pod_templates():
@@ -155,9 +161,12 @@ def test_default_spread_is_by_host_and_zone_and_overridable():
     assert {t["whenUnsatisfiable"] for t in spread} == {"ScheduleAnyway"}
     assert all(t["labelSelector"]["matchLabels"] == manifests.web_selector(app()) for t in spread)
     mine = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]
-    assert manifests.deployment(app(topologySpreadConstraints=mine), "i", "x")["spec"]["template"]["spec"][
-        "topologySpreadConstraints"
-    ] == mine
+    assert (
+        manifests.deployment(app(topologySpreadConstraints=mine), "i", "x")["spec"]["template"]["spec"][
+            "topologySpreadConstraints"
+        ]
+        == mine
+    )
     off = manifests.deployment(app(topologySpreadConstraints=[]), "i", "x")["spec"]["template"]["spec"]
     assert "topologySpreadConstraints" not in off
 
@@ -207,7 +216,9 @@ def test_an_upgrade_alone_keeps_a_deployment_without_spread_until_its_pods_roll_
     assert kept["spec"]["template"] == legacy["spec"]["template"]
     # Once annotated, still kept, as long as the template would not change otherwise; scaling too.
     annotated = _as_applied(kept)
-    assert _desired_deployment(app(replicas=5), "x", annotated)["spec"]["template"] == legacy["spec"]["template"]
+    assert (
+        _desired_deployment(app(replicas=5), "x", annotated)["spec"]["template"] == legacy["spec"]["template"]
+    )
     # A real change (new Secret data, new image) rolls the pods anyway: the default spread comes with it.
     rolled = _desired_deployment(a, "y", annotated)["spec"]["template"]["spec"]
     assert "topologySpreadConstraints" in rolled
