@@ -236,7 +236,9 @@ def test_the_leader_dies_another_takes_over_and_admission_keeps_answering(
     assert len(jobs_before) == 1
     assert apps.get(ns, "before")["metadata"]["finalizers"] == [names.FINALIZER]
 
-    unsafe = flaskapp("unsafe", ns, server=make_server(["production"]), dbname=f"shop_test_{secrets.token_hex(2)}")
+    unsafe = flaskapp(
+        "unsafe", ns, server=make_server(["production"]), dbname=f"shop_test_{secrets.token_hex(2)}"
+    )
     probe = Prober(kube, unsafe)
     wait_for(lambda: probe.once() is None or _not_yet("not refused yet"), timeout=60, what="a refusal")
 

@@ -14,6 +14,11 @@ def test_values_are_read():
         {"FLASKOPS_WEBHOOK": "certs", "FLASKOPS_WEBHOOK_PORT": "8443", "FLASKOPS_MAX_WORKERS": "3"}
     )
     assert (cfg.webhook_mode, cfg.webhook_port, cfg.max_workers) == ("certs", 8443, 3)
+    lease = from_env(
+        {"FLASKOPS_LEADER_ELECTION": "true", "FLASKOPS_LEASE_NAME": "l", "FLASKOPS_LEASE_NAMESPACE": "ops"}
+    )
+    assert (lease.leader_election, lease.lease_name, lease.lease_namespace) == (True, "l", "ops")
+    assert from_env({}).leader_election is False
 
 
 @pytest.mark.parametrize(
@@ -26,6 +31,7 @@ def test_values_are_read():
             "FLASKOPS_WEBHOOK_CONFIG_NAME",
         ),
         ({"FLASKOPS_PROVISION_CONCURRENCY": "0"}, "FLASKOPS_PROVISION_CONCURRENCY"),
+        ({"FLASKOPS_LEADER_ELECTION": "yes"}, "FLASKOPS_LEADER_ELECTION"),
     ],
 )
 def test_unusable_values_are_refused_by_name(env, named):
