@@ -26,7 +26,7 @@ from flaskops import names
 from flaskops_testbed.kube_fixtures import Kube, RealNodeHandle
 from flaskops_testbed.node import NODE_NAME
 from flaskops_testbed.waiting import NotYet, wait_for
-from tests.chart.chart_support import CHART
+from tests.chart.chart_support import CHART, fullname
 from tests.chart.chart_support import E2E_NAMESPACE as ADMIN_NAMESPACE
 
 pytestmark = pytest.mark.e2e
@@ -328,13 +328,27 @@ def test_operator_runs_as_a_pod_from_the_chart(
         listed: Any = client.CoreV1Api(kube.api).list_namespaced_pod(
             ADMIN_NAMESPACE, label_selector=f"app.kubernetes.io/instance={release}"
         )
-        (pod,) = listed.items
-        assert pod.spec.node_name == NODE_NAME
-        assert pod.spec.containers[0].image == real_node.images.operator
-        (status,) = pod.status.container_statuses
-        assert status.ready and status.restart_count == 0, status
-        operator_log = kube.kubectl("logs", pod.metadata.name, "-n", ADMIN_NAMESPACE).stdout
-        assert "getpwuid" not in operator_log
+        # The chart's default: two pods, both serving the webhook, one holding the Lease.
+        assert len(listed.items) == 2
+        for pod in listed.items:
+            assert pod.spec.node_name == NODE_NAME
+            assert pod.spec.containers[0].image == real_node.images.operator
+            (status,) = pod.status.container_statuses
+            assert status.ready and status.restart_count == 0, status
+            operator_log = kube.kubectl("logs", pod.metadata.name, "-n", ADMIN_NAMESPACE).stdout
+            assert "getpwuid" not in operator_log
+        pod_names = {pod.metadata.name for pod in listed.items}
+
+        def holder() -> str:
+            lease: Any = client.CoordinationV1Api(kube.api).read_namespaced_lease(
+                fullname(release), ADMIN_NAMESPACE
+            )
+            who = (lease.spec.holder_identity or "").rsplit("_", 1)[0]
+            if who not in pod_names:
+                raise NotYet(f"Lease held by {who!r}")
+            return who
+
+        wait_for(holder, timeout=60, what="one operator pod to hold the Lease")
 
         # The webhook, served by the pod to the real API server, refuses an unsafe pairing at apply time.
         unsafe = example_app(watched, server, real_node.images.guestbook)
