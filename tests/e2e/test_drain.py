@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from e2e_support import Apps, deployment, flaskapp, jobs
+from e2e_support import Apps, OperatorProcess, deployment, flaskapp, jobs
 from kubernetes import client
 
 from flaskops import manifests, names
@@ -111,40 +111,45 @@ def test_a_budget_of_the_same_name_not_owned_is_never_touched(
 
 
 def test_an_operator_upgrade_restarts_no_pods_of_an_app_deployed_without_spread(
-    kube: Kube, apps: Apps, ns: str, make_server: Any
+    kube: Kube, apps: Apps, ns: str, make_server: Any, operator: OperatorProcess
 ) -> None:
-    """A Deployment exactly as the operator before the default spread applied it keeps its pod template;
-    only its own annotation is added. The next real change brings the spread along."""
+    """The upgrade itself: while the operator is down, the app's Deployment is exactly what the operator
+    before the default spread applied; the new operator starts, resumes every app, and keeps that pod
+    template (only its own annotation is added). The next real change brings the spread along."""
     body = flaskapp("legacy", ns, server=make_server(["production"]))
     apps.apply(body)
     apps.wait(ns, "legacy", timeout=180)
     live = apps.get(ns, "legacy")
-    dep = deployment(kube, ns, "legacy")
-    checksum = dep.spec.template.metadata.annotations[names.ANNOTATION_SECRETS_CHECKSUM]
-    # Turn it into what the previous operator left: no spread, no base-template annotation.
+    checksum = deployment(kube, ns, "legacy").spec.template.metadata.annotations[
+        names.ANNOTATION_SECRETS_CHECKSUM
+    ]
     old = manifests.legacy_deployment(parse_flaskapp(live), live["spec"]["image"], checksum)
     old["metadata"]["annotations"] = {APPLIED_HASH: manifests.digest(old)}
-    apps_api = client.AppsV1Api(kube.api)
-    apps_api.patch_namespaced_deployment(
-        "legacy",
-        ns,
-        json.loads(json.dumps(old)),
-        field_manager="flaskops",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
-    apps_api.patch_namespaced_deployment(
-        "legacy",
-        ns,
-        {"metadata": {"annotations": {names.ANNOTATION_BASE_TEMPLATE: None}}},
-    )
-    before = deployment(kube, ns, "legacy")
+
+    def observed() -> Any:
+        dep = deployment(kube, ns, "legacy")
+        if dep.status.observed_generation != dep.metadata.generation:
+            raise NotYet("the Deployment controller has not seen the change yet")
+        return dep
+
+    operator.stop()
+    try:
+        # As the previous operator applied it: no spread, no base-template annotation (the same field
+        # manager, so the fields it no longer sends are removed).
+        client.AppsV1Api(kube.api).patch_namespaced_deployment(
+            "legacy",
+            ns,
+            json.loads(json.dumps(old)),
+            field_manager="flaskops",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        # The revision (a new ReplicaSet, i.e. restarted pods) is what the controller makes of a template.
+        before = wait_for(observed, timeout=60, what="the Deployment observed")
+    finally:
+        operator.start()
     assert before.spec.template.spec.topology_spread_constraints is None
     assert names.ANNOTATION_BASE_TEMPLATE not in before.metadata.annotations
-
-    # Any FlaskApp event reconciles it, as the new operator's resume would.
-    body["metadata"]["labels"] = {"touched": "yes"}
-    apps.apply(body)
 
     def annotated() -> Any:
         dep = deployment(kube, ns, "legacy")
@@ -152,7 +157,8 @@ def test_an_operator_upgrade_restarts_no_pods_of_an_app_deployed_without_spread(
             raise NotYet("not reconciled yet")
         return dep
 
-    after = wait_for(annotated, timeout=60, what="the Deployment reconciled by the new operator")
+    wait_for(annotated, timeout=60, what="the Deployment reconciled by the new operator")
+    after = wait_for(observed, timeout=60, what="the Deployment observed")
     # Same pod template, same ReplicaSet revision: no pod restarted.
     assert after.spec.template == before.spec.template
     revision = "deployment.kubernetes.io/revision"
