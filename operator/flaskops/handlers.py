@@ -145,8 +145,11 @@ async def campaign(settings: kopf.OperatorSettings, flaskapp_db: Any, **_: Any) 
         return
     global LEADERSHIP  # one election per process, read by every handler's filter
     loop = asyncio.get_running_loop()
-    # configure() (another startup handler) sets the follower's finalizer name first.
-    await loop.run_in_executor(None, CONFIGURED.wait, 30)
+    # configure() (another startup handler, maybe in a worker thread) sets the follower's finalizer name
+    # first. Polled on the loop: waiting in a worker thread could take the last one configure needs.
+    deadline = loop.time() + 30
+    while not CONFIGURED.is_set() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
     STATE.kube.api  # noqa: B018 - loads the client configuration the Lease lock uses
 
     def flip() -> None:

@@ -12,6 +12,7 @@ connection to the next process that accepts it, as kube-proxy sends it to a read
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import secrets
 import socket
@@ -282,3 +283,52 @@ def test_the_leader_dies_another_takes_over_and_admission_keeps_answering(
     for line in ("Handler '", "status written", '"applied"', "finalizer"):
         assert line not in before_leading, line
     assert handlers.FOLLOWER_FINALIZER not in kube.kubectl("get", "flaskapps", "-A", "-o", "yaml").stdout
+
+
+def test_a_leader_that_cannot_renew_gives_up_within_the_renew_deadline(kube: Kube) -> None:
+    """Another holder takes the Lease behind the leader's back (as after a long pause of the leader): the
+    leader cannot renew, and within RENEW_DEADLINE (plus one retry) calls its exit instead of leading on."""
+    name = f"flaskops-steal-{secrets.token_hex(3)}"
+    exited = threading.Event()
+    previous = client.Configuration.get_default_copy()
+    # The client's elector uses the default configuration: this cluster's, for this test.
+    client.Configuration.set_default(kube.api.configuration)
+    try:
+        flipped = threading.Event()
+        me = leader.Leadership(
+            name, LEASE_NAMESPACE, on_flip=flipped.set, exit_process=lambda code: exited.set()
+        )
+        loop = _LoopThread()
+        me.start(loop.loop)
+        wait_for(lambda: me.leading or _not_yet("not leading"), timeout=30, what="the Lease taken")
+        assert flipped.is_set()
+        coordination = client.CoordinationV1Api(kube.api)
+        lease = coordination.read_namespaced_lease(name, LEASE_NAMESPACE)
+        lease.spec.holder_identity = "someone-else"
+        lease.spec.renew_time = datetime.datetime.now(datetime.UTC)
+        lease.spec.lease_duration_seconds = 3600
+        coordination.replace_namespaced_lease(name, LEASE_NAMESPACE, lease)
+        stolen = time.monotonic()
+        assert exited.wait(leader.RENEW_DEADLINE_SECONDS + 3 * leader.RETRY_PERIOD_SECONDS)
+        assert time.monotonic() - stolen >= leader.RENEW_DEADLINE_SECONDS - leader.RETRY_PERIOD_SECONDS
+        loop.stop()
+    finally:
+        client.Configuration.set_default(previous)
+        with contextlib.suppress(client.exceptions.ApiException):
+            client.CoordinationV1Api(kube.api).delete_namespaced_lease(name, LEASE_NAMESPACE)
+
+
+class _LoopThread:
+    """An asyncio loop in a thread, standing in for kopf's."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
