@@ -31,8 +31,9 @@ def _kwargs(**extra):
 
 def _our_handlers():
     registry = kopf.get_default_registry()
-    # Index handlers feed the webhook and must run everywhere; everything that can write is below.
-    return [*registry._changing._handlers, *registry._watching._handlers]
+    # Index handlers feed the webhook and must run everywhere; everything that can write is below
+    # (spawning: daemons and timers, e.g. a PostgresServer status check).
+    return [*registry._changing._handlers, *registry._watching._handlers, *registry._spawning._handlers]
 
 
 def test_every_handler_that_can_write_is_filtered_out_in_a_follower(monkeypatch):
