@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ import kopf
 
 from . import inventory, leader, names, safety, webhook
 from . import settings as settings_mod
-from .kube import Kube, merge_patch_diff
+from .kube import Kube, is_not_found, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -132,6 +133,7 @@ FOLLOWER_FINALIZER = f"{names.GROUP}/follower-holds-no-finalizer"
 ANNOTATION_RESUMED = f"{names.ANNOTATION_PREFIX}/resumed-by"
 LEADERSHIP: leader.Leadership | None = None
 CONFIGURED = threading.Event()
+RESUME_ROUNDS = 5
 
 
 def _leading(**_: Any) -> bool:
@@ -159,18 +161,27 @@ async def campaign(settings: kopf.OperatorSettings, flaskapp_db: Any, **_: Any) 
         stamp = (
             f"{LEADERSHIP.identity if LEADERSHIP else ''} {datetime.datetime.now(datetime.UTC).isoformat()}"
         )
-        for entry in _entries(flaskapp_db):
-            try:
-                STATE.kube.merge_patch(
-                    names.FLASKAPP_KIND,
-                    entry["namespace"],
-                    entry["name"],
-                    {"metadata": {"annotations": {ANNOTATION_RESUMED: stamp}}},
-                )
-            except Exception:  # gone meanwhile, or the API hiccuped: its next event resumes it
-                log.warning(
-                    "resume failed", extra={"namespace": entry["namespace"], "flaskapp": entry["name"]}
-                )
+        todo = [(e["namespace"], e["name"]) for e in _entries(flaskapp_db)]
+        # In the election's own thread: a few rounds for the apps whose patch failed (the API server or a
+        # webhook replica hiccuped); an app left out is resumed by its next event.
+        for _ in range(RESUME_ROUNDS):
+            failed = []
+            for namespace, name in todo:
+                try:
+                    STATE.kube.merge_patch(
+                        names.FLASKAPP_KIND,
+                        namespace,
+                        name,
+                        {"metadata": {"annotations": {ANNOTATION_RESUMED: stamp}}},
+                    )
+                except Exception as exc:  # any failure: try again; the loop must reach every app
+                    if not is_not_found(exc):  # gone meanwhile: nothing to resume
+                        failed.append((namespace, name))
+            if not failed:
+                return
+            todo = failed
+            time.sleep(leader.RETRY_PERIOD_SECONDS)
+        log.warning("resume failed", extra={"flaskapps": [f"{ns}/{n}" for ns, n in todo]})
 
     LEADERSHIP = leader.Leadership(
         CONFIG.lease_name, CONFIG.lease_namespace, on_flip=flip, on_leading=resume_all
