@@ -1,8 +1,8 @@
 """An operator that survives its own upgrade (issue 14 item 3): two operator processes, each serving the
 webhook, one holding the Lease. The leader is SIGKILLed; the other takes the Lease within the lease
-duration after the last renewal it saw (plus its retry period, as with client-go and controller-runtime), reconciles an app created
-meanwhile, and changes nothing it should not (no second Job, no new password); every admission request
-sent throughout gets the webhook's answer.
+duration after the last renewal it saw (plus its retry period, as with client-go), reconciles an app
+created meanwhile and finalizes one deleted meanwhile, and changes nothing it should not (no second Job,
+no new password); every admission request sent throughout gets the webhook's answer.
 
 The two processes run as the chart's ServiceAccount in "certs" mode, as the chart runs them; a small TCP
 forwarder on loopback stands in for the chart's Service (simulated pods cannot back one): it sends each
