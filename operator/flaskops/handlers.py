@@ -17,7 +17,7 @@ import kopf
 
 from . import inventory, names, safety, webhook
 from . import settings as settings_mod
-from .kube import Kube, merge_patch_diff
+from .kube import FIELD_MANAGER, Kube, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -101,6 +101,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
     settings.watching.label_selectors[("batch", "v1", "jobs")] = selector
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
+    settings.watching.label_selectors[("v1", "secrets")] = selector
+    settings.watching.label_selectors[("v1", "services")] = selector
     settings.execution.max_workers = CONFIG.max_workers
     # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
     settings.posting.reporting_component = names.MANAGED_BY
@@ -277,6 +279,37 @@ def child_changed(
     **_: Any,
 ) -> None:
     # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop.
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
+    nudge(namespace, labels[names.LABEL_APP], indexes)
+
+
+def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
+    """A Secret or Service event worth a reconcile: a deletion, or a change flaskops did not make.
+
+    The initial listing (type None) is not news (every app is resumed at start-up anyway), nor is the echo
+    of the operator's own write: these children are written by flaskops alone, so any other field manager
+    means someone else changed a field (managedFields times have one-second granularity, too coarse to
+    tell who wrote last).
+    """
+    if type == "DELETED":
+        return True
+    if type not in ("ADDED", "MODIFIED"):
+        return False
+    entries = (body.get("metadata") or {}).get("managedFields") or []
+    return any(entry.get("manager") != FIELD_MANAGER for entry in entries)
+
+
+@kopf.on.event("v1", "secrets", labels=CHILD_LABELS, when=_news)
+@kopf.on.event("v1", "services", labels=CHILD_LABELS, when=_news)
+def child_edited(
+    namespace: str,
+    labels: Mapping[str, str],
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    namespace_labels: Any,
+    **_: Any,
+) -> None:
+    # Someone deleted or edited a Secret or Service the operator owns: the reconcile puts it back (drift).
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     nudge(namespace, labels[names.LABEL_APP], indexes)
 

@@ -145,7 +145,14 @@ class Kube:
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
-        return self.request("POST", self._path(body["kind"], meta.get("namespace")), body=dict(body))
+        # The field manager names the writer in managedFields, so the operator can tell its own writes'
+        # echoes from other people's changes (handlers._news).
+        return self.request(
+            "POST",
+            self._path(body["kind"], meta.get("namespace")),
+            body=dict(body),
+            query={"fieldManager": FIELD_MANAGER},
+        )
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: the operator owns exactly the fields it sends."""
@@ -165,6 +172,7 @@ class Kube:
             "PATCH",
             self._path(kind, namespace, name, sub),
             body=dict(patch),
+            query={"fieldManager": FIELD_MANAGER},
             content_type="application/merge-patch+json",
         )
 
