@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -79,6 +81,33 @@ class _State:
             timer.start()
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled-configuration annotation holding digests, not a copy of the object.
+
+    kopf stores the "essence" it last handled (spec, labels, annotations) to tell a real change from noise.
+    A verbatim copy of a large spec outgrows the API server's 256 KiB limit on all annotations together,
+    after which kopf cannot even remove its finalizer (the app hangs Terminating). The handlers never read
+    kopf's diff — every reconcile reads the whole object — so a digest per stanza tells kopf all it
+    needs: whether something changed.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        return _digests(essence)
+
+
+def _digests(essence: Mapping[str, Any]) -> dict[str, Any]:
+    """{"spec": {...}, "metadata": {"labels": {...}}} -> the same keys with a sha256 of each leaf stanza."""
+    out: dict[str, Any] = {}
+    for key, value in essence.items():
+        if key == "metadata" and isinstance(value, Mapping):
+            out[key] = _digests(value)
+        else:
+            blob = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+            out[key] = {"sha256": hashlib.sha256(blob).hexdigest()}
+    return out
+
+
 # How long a reconcile waits for a provisioning slot on a busy PostgresServer before retrying later.
 GATE_WAIT_SECONDS = 15.0
 STATE = _State()
@@ -94,7 +123,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own names for kopf's bookkeeping, so several kopf operators never fight over one annotation.
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP, v1=False)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=names.GROUP, key="last-handled-configuration", v1=False
     )
     # Watch only our own children, filtered by the API server rather than in this process.
@@ -233,7 +262,7 @@ def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
         result = None
         delay: float | None = RETRY_SECONDS
     else:
-        delay = result.retry_after if result else None
+        delay = (result.retry_after or result.recheck_after) if result else None
     if delay:
         STATE.retry_later((namespace, name), delay, lambda: nudge(namespace, name, indexes))
 
@@ -246,6 +275,10 @@ def reconcile_flaskapp(
 ) -> None:
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     result = run(namespace, name, indexes)
+    if result is not None and result.recheck_after and not result.retry_after:
+        # A look later, not a failure: a timer, so kopf records this change as handled.
+        key = (namespace, name)
+        STATE.retry_later(key, result.recheck_after, lambda: nudge(namespace, name, indexes))
     if result is not None and result.retry_after:
         ready: Mapping[str, Any] = next(
             (c for c in result.status["conditions"] if c["type"] == names.READY), {}

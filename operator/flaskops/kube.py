@@ -138,9 +138,9 @@ class Kube:
             raise
 
     def list(
-        self, kind: str, namespace: str | None = None, selector: str | None = None
+        self, kind: str, namespace: str | None = None, selector: str | None = None, fields: str | None = None
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": selector} if selector else None
+        query = {k: v for k, v in {"labelSelector": selector, "fieldSelector": fields}.items() if v}
         return list(self.request("GET", self._path(kind, namespace), query=query).get("items") or [])
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from . import blockers, credentials, dburl, drift, manifests, migrations, names, ownership, rollout, tenancy
 from . import conditions as c
-from . import credentials, dburl, drift, manifests, migrations, names, ownership, rollout, tenancy
 from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
@@ -59,6 +59,8 @@ class Result:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
+    # Nothing failed, but a child makes no progress that would wake the reconcile: look again this soon.
+    recheck_after: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -126,6 +128,9 @@ class Reconciler:
         # Bounds concurrent provisioning per PostgresServer: CREATE DATABASE serialises on the server
         # anyway, and a burst of new apps should not open a connection each.
         self.gate = gate
+        # Set by a reconcile: when to look again at a child that makes no progress, and why a rollout is stuck.
+        self._recheck: float | None = None
+        self._blocked: str | None = None
 
     # --- the flow -----------------------------------------------------------------------------------------
 
@@ -139,6 +144,8 @@ class Reconciler:
         retry_after: float | None = None
         stalled = False
         rolled_out = False
+        self._recheck = None
+        self._blocked = None
         try:
             target = self._resolve(app)
             self._check_safety(app, target, stamp=None, server_id=self._known_server_id(target))
@@ -175,13 +182,18 @@ class Reconciler:
 
         conds = c.merge(old.get("conditions") or [], updates, app.generation, self.now())
         summary_conds = _summary(
-            conds, app, rolled_out=rolled_out, stalled=stalled, retrying=retry_after is not None
+            conds,
+            app,
+            rolled_out=rolled_out,
+            stalled=stalled,
+            retrying=retry_after is not None,
+            blocked=self._blocked,
         )
         conds = c.merge(conds, summary_conds, app.generation, self.now())
         status["conditions"] = conds
         status["observedGeneration"] = app.generation
         events = _transition_events(old.get("conditions") or [], conds) + events
-        return Result(status=status, events=events, retry_after=retry_after)
+        return Result(status=status, events=events, retry_after=retry_after, recheck_after=self._recheck)
 
     # --- 1. resolve ---------------------------------------------------------------------------------------
 
@@ -575,6 +587,17 @@ class Reconciler:
             if v is not None
         }
         if job.outcome == migrations.RUNNING:
+            if job.ready == 0:
+                # Not running yet, or never will as it is: come back, and name the cause if Kubernetes did.
+                self._recheck = RECHECK_SECONDS
+                blocker = blockers.for_job(self._warnings(app), job.name, since=job.created_at)
+                if blocker is not None:
+                    return c.false(
+                        names.MIGRATED,
+                        MIGRATION_BLOCKED,
+                        f"Job '{job.name}' cannot run: {blocker.describe()}; still serving "
+                        f"{status.get('servingImage') or 'nothing'}",
+                    )
             return c.false(
                 names.MIGRATED, "Migrating", f"Job '{job.name}' is migrating the database to {app.image}"
             )
@@ -633,7 +656,19 @@ class Reconciler:
         _require_owned(app, svc_current, names.AVAILABLE, "Service", app.name)
         self._apply_if_changed(svc, svc_current, events, existed=bool(status.get("servingImage")))
         view = rollout.view(current)
-        return self._availability(app, status, view), view.rolled_out and view.image == app.image
+        rolled_out = view.rolled_out and view.image == app.image
+        if not rolled_out and view.exists:
+            self._recheck = RECHECK_SECONDS
+            self._blocked = view.failure
+            if self._blocked is None and _age_seconds(view.progressed_at, self.now()) >= STUCK_SECONDS:
+                since = view.progressed_at
+                blocker = blockers.for_deployment(self._warnings(app), app.name, since=since)
+                self._blocked = blocker.describe() if blocker else None
+        return self._availability(app, status, view), rolled_out
+
+    def _warnings(self, app: FlaskAppSpec) -> list[dict[str, Any]]:
+        """The Warning Events in the app's namespace (what the controllers and the kubelet said)."""
+        return self.kube.list("Event", app.namespace, fields="type=Warning")
 
     def _availability(
         self, app: FlaskAppSpec, status: dict[str, Any], dep: rollout.RolloutView
@@ -754,6 +789,15 @@ def _owner(app: FlaskAppSpec) -> ownership.Owner:
     return ownership.Owner(namespace=app.namespace, name=app.name, uid=app.uid, environment=app.environment)
 
 
+# A child that makes no progress is looked at again this often (nothing else wakes the reconcile: a Job
+# whose pods a quota refuses never changes), and its pods' Warning Events are read once it has been stuck
+# this long (a pod's first seconds are noisy).
+RECHECK_SECONDS = 15.0
+STUCK_SECONDS = 20.0
+# Reasons on Migrated / Ready while a child cannot progress (the child's own reason is in the message).
+MIGRATION_BLOCKED = "MigrationBlocked"
+ROLLOUT_BLOCKED = "RolloutBlocked"
+
 # The reason of the Warning Event posted when a child someone deleted or edited is put back.
 DRIFT_REPAIRED = "DriftRepaired"
 
@@ -860,7 +904,13 @@ def _unsafe(violations: list[Violation]) -> Halt:
 
 
 def _summary(
-    conds: list[dict[str, Any]], app: FlaskAppSpec, *, rolled_out: bool, stalled: bool, retrying: bool
+    conds: list[dict[str, Any]],
+    app: FlaskAppSpec,
+    *,
+    rolled_out: bool,
+    stalled: bool,
+    retrying: bool,
+    blocked: str | None = None,
 ) -> list[c.Condition]:
     """Ready, Reconciling and Stalled from the step conditions (kstatus semantics)."""
     by_type = {x["type"]: x for x in conds}
@@ -876,6 +926,9 @@ def _summary(
         missing = next((t for t in steps if t not in by_type), None)
         if missing is not None:
             blocking = {"reason": "Pending", "message": f"{missing} not evaluated yet"}
+    if blocked and not rolled_out and (blocking is None or blocking is by_type.get(names.AVAILABLE)):
+        # Unavailable (or merely rolling) because the Deployment cannot make its pods: say why.
+        blocking = {"reason": ROLLOUT_BLOCKED, "message": f"the rollout cannot progress: {blocked}"}
     if blocking is None and not rolled_out:
         blocking = {"reason": "RollingOut", "message": by_type[names.AVAILABLE]["message"]}
     if blocking is None:
@@ -926,8 +979,10 @@ def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[s
             continue
         warn = (
             (t == names.DATABASE_READY)
-            or (t == names.MIGRATED and cond["reason"] == "MigrationFailed")
-            or cond["reason"] == "InvalidSpec"
+            or (t == names.MIGRATED and cond["reason"] in ("MigrationFailed", MIGRATION_BLOCKED))
+            or (t != names.READY and cond["reason"] == "InvalidSpec")
+            # Ready speaks for itself only where no step condition does: a rollout that cannot progress.
+            or (t == names.READY and cond["reason"] == ROLLOUT_BLOCKED)
             or (t == names.AVAILABLE and was is not None and was[0] == "True")
         )
         if warn:
