@@ -202,7 +202,12 @@ def test_operator_token_can_do_what_it_needs(kube: Kube, operator_token_kubeconf
     ]:
         out = as_operator(kube, operator_token_kubeconfig, "auth", "can-i", verb, resource, "-A")
         assert out.stdout.strip() == "yes", (verb, resource, out.stderr)
-    for verb, resource in [("update", "secrets"), ("delete", "secrets"), ("create", "pods"), ("get", "nodes")]:
+    for verb, resource in [
+        ("update", "secrets"),
+        ("delete", "secrets"),
+        ("create", "pods"),
+        ("get", "nodes"),
+    ]:
         out = as_operator(kube, operator_token_kubeconfig, "auth", "can-i", verb, resource, "-A")
         assert out.stdout.strip() == "no", (verb, resource)
 
