@@ -4,6 +4,7 @@ and a self-mode webhook certificate that renews itself."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import secrets
@@ -116,9 +117,9 @@ def test_counters_move_as_apps_become_ready_fail_and_wait(
 # --- the self mode's certificate renews itself while the operator runs ----------------------------------
 
 CONFIG_NAME = f"e2e-renew-{secrets.token_hex(3)}.flaskops.dev"
-# A 3-minute certificate renewed when 2 minutes remain: the first renewal comes about 1 minute in.
-VALIDITY_DAYS = 180 / 86400
-RENEW_BEFORE_DAYS = 120 / 86400
+# A 4-minute certificate renewed when 3 minutes remain: the first renewal comes about 1 minute in.
+VALIDITY_DAYS = 240 / 86400
+RENEW_BEFORE_DAYS = 180 / 86400
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +159,6 @@ def _ca_bundle(kube: Kube) -> list[x509.Certificate]:
     hooks = json.loads(out.stdout).get("webhooks") or []
     if not hooks:
         raise NotYet("webhooks not filled in yet")
-    import base64
-
     return x509.load_pem_x509_certificates(base64.b64decode(hooks[0]["clientConfig"]["caBundle"]))
 
 
@@ -175,12 +174,16 @@ def test_self_mode_certificate_is_renewed_and_admission_keeps_answering(
     server = make_server(["production"])
     unsafe = flaskapp("bad", ns, server=server, dbname=f"shop_test_{secrets.token_hex(2)}")
 
-    def refused() -> None:
+    dial_errors: list[str] = []  # wait_for treats an exception as "not yet": collect, assert after
+
+    def refused() -> str:
         out = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(unsafe), check=False)
         # Answered by the webhook (an S1 refusal), never "failed calling webhook" (a TLS or dial error).
-        assert "failed calling webhook" not in out.stderr, out.stderr
+        if "failed calling webhook" in out.stderr:
+            dial_errors.append(out.stderr)
         if out.returncode == 0 or "S1" not in out.stderr:
             raise NotYet(out.stderr.strip() or "allowed")
+        return out.stderr
 
     wait_for(refused, timeout=60, what="the webhook to refuse S1")
 
@@ -194,18 +197,23 @@ def test_self_mode_certificate_is_renewed_and_admission_keeps_answering(
     second = wait_for(renewed, timeout=150, what="the renewed certificate", interval=1)
     assert second.not_valid_after_utc > first.not_valid_after_utc
     left = second.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    assert left > datetime.timedelta(seconds=120)  # renewed before fewer than renew-before remained
+    assert left > datetime.timedelta(seconds=180)  # renewed before fewer than renew-before remained
 
-    def bundle_trusts_both() -> None:
+    def bundle_trusts_both() -> bool:
         bundle = _ca_bundle(kube)
-        issuers = {c.subject for c in bundle}
         if len(bundle) != 2:
             raise NotYet(f"caBundle has {len(bundle)} CA(s)")
-        assert second.issuer in issuers and first.issuer in issuers
-        second.verify_directly_issued_by(bundle[0])
+        # The CA of what is served now, then the one it replaced (the served one may already be a later
+        # renewal than `second` on a slow machine: the window is short).
+        served = _served(port)
+        served.verify_directly_issued_by(bundle[0])
+        if served.serial_number == second.serial_number:
+            first.verify_directly_issued_by(bundle[1])
+        return True
 
     wait_for(bundle_trusts_both, timeout=60, what="kopf to patch the caBundle with the new CA")
     refused()
+    assert not dial_errors
     after = scrape(renewing)
     assert value(after, "flaskops_webhook_certificate_expiry_timestamp_seconds") == (
         second.not_valid_after_utc.timestamp()
