@@ -142,7 +142,10 @@ def flaskapp_ready(namespace: str, name: str, status: Mapping[str, Any], **_: An
 async def serve_metrics(flaskapp_ready: Any, memo: kopf.Memo, **_: Any) -> None:
     if CONFIG.metrics_port:
         metrics.STATE.apps = lambda: list(flaskapp_ready.get(None, ()))
-        memo["metrics"] = await metrics.serve(CONFIG.metrics_addr, CONFIG.metrics_port)
+        try:
+            memo["metrics"] = await metrics.serve(CONFIG.metrics_addr, CONFIG.metrics_port)
+        except OSError as exc:  # the port is taken: stop with the reason, never run half-configured
+            raise kopf.PermanentError(f"cannot serve metrics on port {CONFIG.metrics_port}: {exc}") from exc
 
 
 @kopf.on.cleanup()

@@ -145,3 +145,9 @@ def test_readme_metrics_table_is_what_the_operator_registers() -> None:
         for row in _table("\n### Metrics\n")
     }
     assert table == metrics.REGISTERED
+
+
+def test_renewal_window_must_be_shorter_than_the_validity() -> None:
+    with pytest.raises(AssertionError, match="certRenewBeforeDays must be below"):
+        render("--set", "webhook.certValidityDays=30", "--set", "webhook.certRenewBeforeDays=30")
+    render("--set", "webhook.certValidityDays=31", "--set", "webhook.certRenewBeforeDays=30")
