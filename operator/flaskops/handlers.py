@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, names, safety, webhook
+from . import inventory, metrics, names, safety, webhook
 from . import settings as settings_mod
 from .kube import FIELD_MANAGER, Kube, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
@@ -163,6 +163,28 @@ def flaskapp_db(
     return {None: inventory.app_entry(namespace, name, spec, status, created)}
 
 
+@kopf.index(*FLASKAPPS)
+def flaskapp_ready(namespace: str, name: str, status: Mapping[str, Any], **_: Any) -> Any:
+    # What the metrics endpoint counts (apps by Ready reason, the stalled ones): read at scrape time.
+    return {None: metrics.app_key(namespace, name, status)}
+
+
+@kopf.on.startup()
+async def serve_metrics(flaskapp_ready: Any, memo: kopf.Memo, **_: Any) -> None:
+    if CONFIG.metrics_port:
+        metrics.STATE.apps = lambda: list(flaskapp_ready.get(None, ()))
+        try:
+            memo["metrics"] = await metrics.serve(CONFIG.metrics_addr, CONFIG.metrics_port)
+        except OSError as exc:  # the port is taken: stop with the reason, never run half-configured
+            raise kopf.PermanentError(f"cannot serve metrics on port {CONFIG.metrics_port}: {exc}") from exc
+
+
+@kopf.on.cleanup()
+async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    if "metrics" in memo:
+        await memo["metrics"].cleanup()
+
+
 @kopf.index(*SERVERS)
 def postgresserver_spec(name: str, spec: Mapping[str, Any], **_: Any) -> Any:
     return {name: inventory.server_entry(spec)}
@@ -207,7 +229,7 @@ def _post(body: Mapping[str, Any], events: list[Event]) -> None:
 def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
     """Reconcile one FlaskApp from its freshest state; write status only when it changed."""
     kube = STATE.kube
-    with STATE.lock((namespace, name)):
+    with STATE.lock((namespace, name)), metrics.reconcile() as measured:
         body = kube.get(names.FLASKAPP_KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
@@ -220,7 +242,7 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
                 namespace, name, entries, servers, near=safety.location(ident)
             ),
             connect_timeout=CONFIG.connect_timeout,
-            gate=STATE.gate,
+            gate=_timed_gate,
             namespace_labels=lambda ns: _labels_of(indexes["namespace_labels"], ns),
             server_id=server_ids.get,
         )
@@ -239,7 +261,15 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
                 },
             )
         _post(body, result.events)
+        measured(old, result.status)
         return result
+
+
+@contextlib.contextmanager
+def _timed_gate(server: str) -> Iterator[None]:
+    # The provisioning session's own time, after the wait for a slot.
+    with STATE.gate(server), metrics.provisioning(server):
+        yield
 
 
 def _changed_conditions(old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> dict[str, str]:
@@ -426,6 +456,7 @@ async def validate_flaskapp(
     if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
         # Only a spec change is judged. kopf's own finalizer and annotation patches, a user's label, and
         # the release of an app that predates the webhook must pass, or its deletion would hang.
+        metrics.review(metrics.UNCHANGED)
         return
     servers = _servers(postgresserver_spec)
     entries = _entries(flaskapp_db)
@@ -441,8 +472,10 @@ async def validate_flaskapp(
         # The API server sends only schema-valid objects; anything else is a malformed review. Answer it
         # plainly (400), never with a 500 and Python's text.
         log.warning("malformed admission review", extra={"error": repr(exc)})
+        metrics.review(metrics.MALFORMED)
         raise kopf.AdmissionError("malformed FlaskApp in the admission review", code=400) from None
     warnings.extend(result.warnings)
+    metrics.review(metrics.ALLOWED if result.allowed else metrics.DENIED)
     if not result.allowed:
         raise kopf.AdmissionError(f"unsafe FlaskApp: {summary(result.violations)}", code=403)
 
