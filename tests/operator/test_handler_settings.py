@@ -25,6 +25,7 @@ def _kwargs(**extra):
         "annotations": {"flaskops.dev/retry-migration": "1"},
         "status": {},
         "type": "MODIFIED",
+        "body": {"metadata": {"managedFields": [{"manager": "kubectl"}]}},
         **extra,
     }
 
