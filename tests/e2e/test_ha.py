@@ -317,6 +317,21 @@ def test_the_leader_dies_another_takes_over_and_admission_keeps_answering(
         assert line not in before_leading, line
     assert handlers.FOLLOWER_FINALIZER not in kube.kubectl("get", "flaskapps", "-A", "-o", "yaml").stdout
 
+    # A clean stop (an upgrade, a drain) hands the Lease over at once: A again, restarted, takes it from B
+    # within a few retry periods instead of a whole lease duration.
+    a.start()
+    stopped = time.monotonic()
+    b.stop()
+    wait_for(
+        lambda: (lease_holder(kube, lease) or "").startswith("op-a_") or _not_yet("not A yet"),
+        timeout=60,
+        interval=0.1,
+        what="operator A to take the released Lease",
+    )
+    handover = time.monotonic() - stopped
+    print(f"handover after a clean stop: {handover:.1f}s")
+    assert handover < leader.LEASE_DURATION_SECONDS - leader.RETRY_PERIOD_SECONDS, handover
+
 
 def test_a_leader_that_cannot_renew_gives_up_within_the_renew_deadline(kube: Kube) -> None:
     """Another holder takes the Lease behind the leader's back (as after a long pause of the leader): the
