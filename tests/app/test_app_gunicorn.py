@@ -247,14 +247,14 @@ def test_a_slow_query_is_answered_by_the_app_before_gunicorn_kills_the_worker(
     assert given[manifests.STATEMENT_TIMEOUT_VAR] == "4000"
     answer, elapsed = timed_read_behind_a_lock(server, served_database)
     assert answer is not None
-    # The app's own error handler: JSON under /api, from the statement timeout, within the worker's 5 s.
-    assert answer.status_code == 500 and answer.headers["Content-Type"] == "application/json", answer.text
-    assert answer.json()["error"] == "Internal Server Error"
+    # The app's own answer to its statement timeout (JSON under /api), within the worker's 5 s.
+    assert answer.status_code == 503 and answer.headers["Content-Type"] == "application/json", answer.text
+    assert answer.json()["error"] == "Service Unavailable" and answer.headers["Retry-After"] == "1"
     assert 4 <= elapsed < 5, elapsed
     assert server.get("/api/entries").status_code == 200  # the same worker serves on
     assert server.terminate() == 0
     assert "WORKER TIMEOUT" not in server.log()
-    assert "canceling statement due to statement timeout" in server.log()
+    assert '"event": "statement_timeout"' in server.log()
 
 
 def test_without_the_derived_timeout_gunicorn_kills_the_worker_first(
