@@ -223,19 +223,18 @@ STATEMENT_TIMEOUT_VAR = "DB_STATEMENT_TIMEOUT_MS"
 APP_STATEMENT_TIMEOUT_MS = 15_000
 
 
-def user_statement_timeout(app: FlaskAppSpec) -> str | None:
-    """The literal DB_STATEMENT_TIMEOUT_MS the user set in spec.env ("" for a valueFrom one), or None."""
+def user_statement_timeout(app: FlaskAppSpec) -> Mapping[str, Any] | None:
+    """The user's DB_STATEMENT_TIMEOUT_MS entry of spec.env (core/v1 EnvVar), or None."""
     for entry in app.env:
         if entry.get("name") == STATEMENT_TIMEOUT_VAR:
-            value = entry.get("value")
-            return value if isinstance(value, str) else ""
+            return entry
     return None
 
 
 def derived_statement_timeout_ms(app: FlaskAppSpec) -> int | None:
     """Milliseconds of DB_STATEMENT_TIMEOUT_MS the operator gives the web container, or None for none.
 
-    A statement must be cancelled (and answered with the app's clean 503) before Gunicorn kills a silent
+    A statement must be cancelled (and answered by the app, cleanly) before Gunicorn kills a silent
     worker after ``spec.gunicorn.timeout`` seconds (an HTML 500 and a lost worker), so the app gets
     ``timeout - 1 s`` (half the timeout when that is 1 s) when that is below its 15 s default. None when
     the default already is below (timeout >= 16 s: the pod template of such apps is unchanged) or when the
@@ -249,19 +248,24 @@ def derived_statement_timeout_ms(app: FlaskAppSpec) -> int | None:
 
 
 def statement_timeout_conflict(app: FlaskAppSpec) -> str | None:
-    """Why the user's literal DB_STATEMENT_TIMEOUT_MS contradicts spec.gunicorn.timeout, or None.
+    """Why the user's DB_STATEMENT_TIMEOUT_MS contradicts spec.gunicorn.timeout, or None.
 
-    0 (no statement timeout from the app: e.g. ``ALTER ROLE … SET statement_timeout`` behind PgBouncer)
-    and values from a Secret or ConfigMap are the user's to judge.
+    An empty value is the app's default (15 s). 0 (no statement timeout from the app: e.g.
+    ``ALTER ROLE … SET statement_timeout`` behind PgBouncer), a value from a Secret or ConfigMap, and a
+    non-number (the app refuses to start with it) are not judged here.
     """
-    raw = user_statement_timeout(app)
-    if not raw or not raw.strip().isdigit():
+    entry = user_statement_timeout(app)
+    if entry is None or "valueFrom" in entry:
         return None
-    value, timeout_ms = int(raw), app.gunicorn.timeout * 1000
+    raw = str(entry.get("value") or "").strip()
+    if raw and not raw.isdigit():
+        return None
+    value, timeout_ms = (int(raw) if raw else APP_STATEMENT_TIMEOUT_MS), app.gunicorn.timeout * 1000
     if value == 0 or value < timeout_ms:
         return None
+    shown = raw if raw else f'"" (the app\'s default, {APP_STATEMENT_TIMEOUT_MS})'
     return (
-        f"spec.env {STATEMENT_TIMEOUT_VAR}={value} is not below spec.gunicorn.timeout={app.gunicorn.timeout} s "
+        f"spec.env {STATEMENT_TIMEOUT_VAR}={shown} is not below spec.gunicorn.timeout={app.gunicorn.timeout} s "
         f"({timeout_ms} ms): Gunicorn would kill the worker before the statement timeout answers; set "
         f"{STATEMENT_TIMEOUT_VAR} below {timeout_ms}, raise spec.gunicorn.timeout, or drop the variable "
         "(the operator then passes one below the worker timeout)"

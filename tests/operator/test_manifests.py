@@ -159,7 +159,8 @@ def test_a_contradicting_statement_timeout_is_named_with_both_fields():
     message = conflict("15000")
     assert message and "DB_STATEMENT_TIMEOUT_MS=15000" in message and "spec.gunicorn.timeout=5" in message
     assert conflict("5000") is not None  # equal is too late: the worker dies as the statement is cancelled
-    for fine in ("4999", "0", "", "soon"):  # below; none from the app; the app itself refuses a non-number
+    assert "the app's default, 15000" in (conflict("") or "")  # empty: the app falls back to 15 s
+    for fine in ("4999", "0", "soon"):  # below; none from the app; the app itself refuses a non-number
         assert conflict(fine) is None
     valued_from = app(
         gunicorn=gunicorn(5),
