@@ -101,6 +101,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
     settings.watching.label_selectors[("batch", "v1", "jobs")] = selector
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
+    if CONFIG.server_selector:  # FLASKOPS_POSTGRESSERVER_SELECTOR: other PostgresServers are never seen
+        settings.watching.label_selectors[(names.GROUP, names.POSTGRESSERVER_PLURAL)] = CONFIG.server_selector
     settings.execution.max_workers = CONFIG.max_workers
     # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
     settings.posting.reporting_component = names.MANAGED_BY

@@ -23,6 +23,9 @@ class Settings:
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
     connect_timeout: int = 5
+    # A label selector (kubectl -l syntax): the operator then sees, indexes and annotates only the
+    # PostgresServers it selects. The demo sets it on a cluster it shares, so the user's servers stay untouched.
+    server_selector: str = ""
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +43,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
+        server_selector=e.get("FLASKOPS_POSTGRESSERVER_SELECTOR", d.server_selector).strip(),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")

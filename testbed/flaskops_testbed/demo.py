@@ -274,6 +274,12 @@ def webhook_env() -> dict[str, str]:
     }
 
 
+def shared_cluster_operator_env() -> dict[str, str]:
+    """The operator's settings on a cluster the demo shares: it sees only the demo's own PostgresServer
+    (kopf would otherwise record its bookkeeping annotations on every PostgresServer of the cluster)."""
+    return {"FLASKOPS_POSTGRESSERVER_SELECTOR": ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())}
+
+
 def start_operator(env: dict[str, str], namespaced: bool = False) -> int:
     """The operator as a background process that outlives `make demo`; `make demo-down` stops it.
 
@@ -294,6 +300,7 @@ def start_operator(env: dict[str, str], namespaced: bool = False) -> int:
             cwd=ROOT,
         )
     (state_dir() / "operator.pid").write_text(str(proc.pid))
+    _started[proc.pid] = proc
     import urllib.request
 
     deadline = time.monotonic() + 60
@@ -318,17 +325,31 @@ def stop_operator() -> None:
     _stop_pid_file(state_dir() / "operator.pid")
 
 
+# Processes this Python process started and has not reaped yet (pid -> Popen). `make demo` exits and
+# leaves them to init; a caller that stops them itself (the tests) reaps them here, and so never leaves a
+# zombie or a Popen that warns it was dropped while running.
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _stop_pid_file(pid_file: Path) -> None:
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
+    own = _started.pop(pid, None)
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        if own is not None:
+            try:
+                own.wait(30)
+            except subprocess.TimeoutExpired:
+                own.kill()
+                own.wait()
+        else:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     pid_file.unlink(missing_ok=True)
@@ -417,7 +438,10 @@ def run(cluster_name: str, use_kubeconfig_cluster: bool = False) -> int:
         "[4/6] the operator (python -m flaskops)"
         + (" with its admission webhook on loopback" if local else "")
     )
-    start_operator({**env, **webhook_env()} if local else env, namespaced=not local)
+    if local:
+        start_operator({**env, **webhook_env()})
+    else:
+        start_operator({**env, **shared_cluster_operator_env()}, namespaced=True)
 
     log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE} (server {SERVER}); waiting for Ready")
     app = (
@@ -512,6 +536,7 @@ def _serve_on_loopback(env: dict[str, str], app: dict[str, Any]) -> str | None:
             start_new_session=True,
         )
     (state_dir() / "port-forward.pid").write_text(str(proc.pid))
+    _started[proc.pid] = proc
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
     while True:

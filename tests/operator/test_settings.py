@@ -31,3 +31,9 @@ def test_values_are_read():
 def test_unusable_values_are_refused_by_name(env, named):
     with pytest.raises(ValueError, match=named):
         from_env(env)
+
+
+def test_a_postgresserver_selector_is_read():
+    assert from_env({}).server_selector == ""  # every PostgresServer, as before
+    cfg = from_env({"FLASKOPS_POSTGRESSERVER_SELECTOR": " app.kubernetes.io/created-by=flaskops-demo "})
+    assert cfg.server_selector == "app.kubernetes.io/created-by=flaskops-demo"

@@ -1,6 +1,12 @@
 """`make demo` on a cluster it did not start (issue 11, item 4): names and labels of its own, no change to
-anyone else's objects, consent first. Runs the demo's cluster-object steps against the session's cluster,
-where a user's PostgresServer `main` and Secret `flaskops-system/pg-admin` (the README's names) exist."""
+anyone else's objects, consent first. Runs the demo's cluster-object steps and its operator against the
+session's cluster, where a user's PostgresServer `main` and Secret `flaskops-system/pg-admin` (the
+README's names) exist.
+
+"Untouched" is judged by content and by who wrote: another flaskops operator of the same test session
+(tests/e2e runs one cluster-wide) may record its own annotations on `main`, so resourceVersions are not
+compared; the demo's writers (kubectl apply, field manager flaskops-demo) must never appear on them.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import pytest
 
 from flaskops_testbed import demo
 from flaskops_testbed.kube_fixtures import Kube
+from flaskops_testbed.waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS = demo.ServerAccess("127.0.0.1", 5432, "postgres", "demo-password")
@@ -27,6 +34,13 @@ USER_SERVER = {
         "environments": ["production"],
     },
 }
+# The field managers of the demo's own writes (kubectl apply, and server-side apply for CRDs).
+DEMO_WRITERS = {"kubectl-client-side-apply", "flaskops-demo"}
+USERS = {
+    "server": ("postgresserver", "main"),
+    "secret": ("secret", "pg-admin", "-n", "flaskops-system"),
+    "crd": ("crd", "postgresservers.flaskops.dev"),
+}
 
 
 def get(kube: Kube, *args: str) -> dict[str, Any] | None:
@@ -40,10 +54,26 @@ def version(kube: Kube, *args: str) -> str:
     return str(body["metadata"]["resourceVersion"])
 
 
+def content(kube: Kube, *args: str) -> dict[str, Any]:
+    """What a user wrote into an object (kopf's bookkeeping aside), and whether the demo ever wrote to it."""
+    body = get(kube, *args)
+    assert body is not None, args
+    meta = body["metadata"]
+    return {
+        "spec": body.get("spec"),
+        "data": body.get("data"),
+        "labels": meta.get("labels") or {},
+        "annotations": {
+            k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("flaskops.dev/")
+        },
+        "demo's writes": sorted({f["manager"] for f in meta.get("managedFields") or []} & DEMO_WRITERS),
+    }
+
+
 @pytest.fixture
-def users_objects(kube: Kube) -> Iterator[dict[str, str]]:
+def users_objects(kube: Kube) -> Iterator[dict[str, dict[str, Any]]]:
     """The CRDs (installed without the demo's labels, as a chart or `kubectl apply` would), a user's
-    PostgresServer `main` and Secret `flaskops-system/pg-admin`; their resourceVersions."""
+    PostgresServer `main` and Secret `flaskops-system/pg-admin`; what they hold."""
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     for crd in ("flaskapps.flaskops.dev", "postgresservers.flaskops.dev"):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
@@ -51,20 +81,16 @@ def users_objects(kube: Kube) -> Iterator[dict[str, str]]:
     if get(kube, "namespace", "flaskops-system") is None:
         kube.kubectl("create", "namespace", "flaskops-system")
         created.append(("namespace", "flaskops-system"))
-    if get(kube, "secret", "pg-admin", "-n", "flaskops-system") is None:
+    if get(kube, *USERS["secret"]) is None:
         kube.kubectl(
             "create", "secret", "generic", "pg-admin", "-n", "flaskops-system",
             "--from-literal=username=admin", "--from-literal=password=users-password",
         )  # fmt: skip
-        created.append(("secret", "pg-admin", "-n", "flaskops-system"))
-    if get(kube, "postgresserver", "main") is None:
+        created.append(USERS["secret"])
+    if get(kube, *USERS["server"]) is None:
         kube.kubectl("create", "-f", "-", input=json.dumps(USER_SERVER))
-        created.append(("postgresserver", "main"))
-    yield {
-        "server": version(kube, "postgresserver", "main"),
-        "secret": version(kube, "secret", "pg-admin", "-n", "flaskops-system"),
-        "crd": version(kube, "crd", "postgresservers.flaskops.dev"),
-    }
+        created.append(USERS["server"])
+    yield {key: content(kube, *args) for key, args in USERS.items()}
     # Whatever the test left of the demo's names, then what this fixture made.
     for obj in reversed(demo.DEMO_OBJECTS):
         where = ["-n", obj.namespace] if obj.namespace else []
@@ -75,16 +101,15 @@ def users_objects(kube: Kube) -> Iterator[dict[str, str]]:
         kube.kubectl("delete", *args, "--ignore-not-found")
 
 
-def assert_users_objects_untouched(kube: Kube, versions: dict[str, str]) -> None:
-    assert version(kube, "postgresserver", "main") == versions["server"]
-    assert version(kube, "secret", "pg-admin", "-n", "flaskops-system") == versions["secret"]
-    assert version(kube, "crd", "postgresservers.flaskops.dev") == versions["crd"]
-    crd = get(kube, "crd", "postgresservers.flaskops.dev")
+def assert_users_objects_untouched(kube: Kube, before: dict[str, dict[str, Any]]) -> None:
+    for key, args in USERS.items():
+        assert content(kube, *args) == before[key], key
+    crd = get(kube, *USERS["crd"])
     assert crd is not None and not demo.is_ours(crd)
 
 
 def test_the_demo_uses_its_own_labelled_objects_and_removes_only_them(
-    kube: Kube, users_objects: dict[str, str]
+    kube: Kube, users_objects: dict[str, dict[str, Any]]
 ) -> None:
     env = kube.env()
     server = demo.prepare_cluster_objects(env, ACCESS)
@@ -110,15 +135,15 @@ def test_the_demo_uses_its_own_labelled_objects_and_removes_only_them(
 
 
 def test_the_demo_refuses_objects_of_its_names_it_did_not_create(
-    kube: Kube, users_objects: dict[str, str]
+    kube: Kube, users_objects: dict[str, dict[str, Any]]
 ) -> None:
     env = kube.env()
     # Someone's namespace and PostgresServer that happen to carry the demo's names, without its label.
     kube.kubectl("create", "namespace", demo.NAMESPACE)
     kube.kubectl("create", "-f", "-", input=json.dumps({**USER_SERVER, "metadata": {"name": demo.SERVER}}))
     theirs = {
-        "namespace": version(kube, "namespace", demo.NAMESPACE),
-        "server": version(kube, "postgresserver", demo.SERVER),
+        "namespace": content(kube, "namespace", demo.NAMESPACE),
+        "server": content(kube, "postgresserver", demo.SERVER),
     }
     with pytest.raises(demo.DemoRefused) as refused:
         demo.prepare_cluster_objects(env, ACCESS)
@@ -126,8 +151,8 @@ def test_the_demo_refuses_objects_of_its_names_it_did_not_create(
     assert f"namespace {demo.NAMESPACE}" in message and f"postgresserver {demo.SERVER}" in message
     assert "app.kubernetes.io/created-by=flaskops-demo" in message
     # Nothing was written: not theirs, not the Secret, not the CRDs.
-    assert version(kube, "namespace", demo.NAMESPACE) == theirs["namespace"]
-    assert version(kube, "postgresserver", demo.SERVER) == theirs["server"]
+    assert content(kube, "namespace", demo.NAMESPACE) == theirs["namespace"]
+    assert content(kube, "postgresserver", demo.SERVER) == theirs["server"]
     assert get(kube, "secret", demo.ADMIN_SECRET, "-n", demo.NAMESPACE) is None
     assert_users_objects_untouched(kube, users_objects)
 
@@ -136,8 +161,50 @@ def test_the_demo_refuses_objects_of_its_names_it_did_not_create(
         f"postgresserver {demo.SERVER} (not created by the demo)",
         f"namespace {demo.NAMESPACE} (not created by the demo)",
     ]
-    assert version(kube, "postgresserver", demo.SERVER) == theirs["server"]
-    assert version(kube, "namespace", demo.NAMESPACE) == theirs["namespace"]
+    assert content(kube, "postgresserver", demo.SERVER) == theirs["server"]
+    assert get(kube, "namespace", demo.NAMESPACE) is not None
+
+
+def handled_servers(log: Path) -> list[str]:
+    """Names of the PostgresServers whose handler the operator ran, in order (its JSON log)."""
+    names = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        obj = record.get("object") or {}
+        if obj.get("kind") == "PostgresServer" and "server_changed" in str(record.get("message")):
+            names.append(str(obj.get("name")))
+    return names
+
+
+def test_the_demos_operator_never_handles_the_users_postgresservers(
+    kube: Kube, users_objects: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without FLASKOPS_POSTGRESSERVER_SELECTOR (seen before it existed) the operator handled `main` too
+    # and kopf wrote its annotations on it.
+    monkeypatch.setattr(demo, "state_dir", lambda: tmp_path)  # never the real demo's pid files
+    env = kube.env()
+    demo.prepare_cluster_objects(env, ACCESS)
+    demo.start_operator({**env, **demo.shared_cluster_operator_env()}, namespaced=True)
+    log = tmp_path / "operator.log"
+    try:
+
+        def handled(times: int) -> list[str]:
+            seen = handled_servers(log)
+            if seen.count(demo.SERVER) < times:
+                raise NotYet(f"handled so far: {seen}")
+            return seen
+
+        wait_for(lambda: handled(1), 60, what="the operator to handle the demo's PostgresServer")
+        # An event for the user's server, then one for the demo's: the operator sees only the second.
+        kube.kubectl("patch", "postgresserver", "main", "--type=merge", "-p", '{"spec": {"port": 5433}}')
+        kube.kubectl("patch", "postgresserver", demo.SERVER, "--type=merge", "-p", '{"spec": {"port": 5433}}')
+        seen = wait_for(lambda: handled(2), 60, what="the operator to handle the demo server's change")
+    finally:
+        demo.stop_operator()
+        kube.kubectl("patch", "postgresserver", "main", "--type=merge", "-p", '{"spec": {"port": 5432}}')
+    assert "main" not in seen, seen
+    assert_users_objects_untouched(kube, users_objects)
+    assert not (tmp_path / "operator.pid").exists()
 
 
 def test_a_cluster_that_is_not_the_testbed_needs_consent(
