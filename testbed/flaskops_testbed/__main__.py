@@ -79,7 +79,12 @@ def down(args: argparse.Namespace) -> int:
     others = kwok.live_clusters()
     if others:
         # The PostgreSQL server is shared by every local cluster (demo, test sessions): keep it for them.
-        kwok.log(f"stopped cluster {args.name!r}; PostgreSQL stays up for running clusters {others}")
+        done = (
+            "stopped the demo"
+            if given and not demo.is_testbed_kubeconfig(given)
+            else f"stopped cluster {args.name!r}"
+        )
+        kwok.log(f"{done}; PostgreSQL stays up for running clusters {others}")
         return 0
     LocalPostgres(default_base_dir()).stop()
     kwok.log("stopped")
