@@ -3,8 +3,10 @@ and surviving a PostgreSQL restart."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import runpy
 import shlex
 import subprocess
 import time
@@ -117,6 +119,18 @@ def test_gunicorn_config_for_a_read_only_root_filesystem(tmp_path: Path) -> None
     assert settings["preload_app"] == "False"
     assert settings["workers"] == "3"
     assert settings["bind"] == "['0.0.0.0:9001']"
+
+
+def test_workers_fork_with_the_masters_objects_frozen() -> None:
+    # pre_fork moves the master's objects to the collector's permanent generation: a worker's
+    # collections, and the one when it exits after --max-requests, never walk (and so copy) them.
+    hooks = runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
+    gc.unfreeze()
+    try:
+        hooks["pre_fork"](None, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_first_request_after_a_postgresql_restart_succeeds(
