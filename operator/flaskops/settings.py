@@ -36,6 +36,9 @@ class Settings:
     leader_election: bool = False
     lease_name: str = "flaskops-operator"
     lease_namespace: str = "default"
+    # A label selector (kubectl -l syntax): the operator then sees, indexes and annotates only the
+    # PostgresServers it selects. The demo sets it on a cluster it shares, so the user's servers stay untouched.
+    server_selector: str = ""
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +67,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         leader_election=e.get("FLASKOPS_LEADER_ELECTION", "false").lower() == "true",
         lease_name=e.get("FLASKOPS_LEASE_NAME") or d.lease_name,
         lease_namespace=e.get("FLASKOPS_LEASE_NAMESPACE") or d.lease_namespace,
+        server_selector=e.get("FLASKOPS_POSTGRESSERVER_SELECTOR", d.server_selector).strip(),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")

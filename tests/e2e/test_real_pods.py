@@ -274,6 +274,42 @@ def test_secret_key_rotation_reaches_the_running_pods(
     assert "Thanks for signing the guestbook." not in ignored.text
 
 
+@pytest.mark.usefixtures("operator")
+def test_a_deleted_db_secret_is_repaired_and_real_pods_serve_on_the_new_password(
+    kube: Kube, apps: Apps, real_ns: str, pod_server: str, real_node: RealNodeHandle
+) -> None:
+    """Drift on real pods: `kubectl delete secret <app>-db` gets a new password on the role, and the pods
+    that replace the running ones (still on the old, now refused, password) read and write through it."""
+    app = example_app(real_ns, pod_server, real_node.images.guestbook)
+    app["spec"]["replicas"] = 1
+    apps.apply(app)
+    apps.wait(real_ns, "guestbook", "Ready", timeout=300)
+    (old_pod,) = serving_pods(kube, real_ns, "guestbook")
+    secret = names.db_secret_name("guestbook")
+    old_password = secret_data(kube, real_ns, secret)["password"]
+    kube.kubectl("delete", "secret", secret, "-n", real_ns)
+
+    def rolled() -> Any:
+        web = serving_pods(kube, real_ns, "guestbook")
+        if len(web) != 1 or web[0].metadata.uid == old_pod.metadata.uid:
+            raise NotYet(f"serving pods: {[p.metadata.name for p in web]}")
+        return web[0]
+
+    new_pod = wait_for(rolled, timeout=180, what="a pod on the new password")
+    assert secret_data(kube, real_ns, secret)["password"] != old_password
+    port = app["spec"]["port"]
+    assert requests.get(url(new_pod, port, "/readyz"), timeout=5).status_code == 200
+    message = f"after the repair {secrets.token_hex(4)}"
+    created = requests.post(
+        url(new_pod, port, "/api/entries"),
+        json={"author": "drift", "message": message},
+        headers=PROXIED,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    apps.wait(real_ns, "guestbook", "Ready", timeout=120)
+
+
 def test_operator_runs_as_a_pod_from_the_chart(
     kube: Kube,
     apps: Apps,
