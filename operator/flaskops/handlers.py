@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, names, safety, webhook
+from . import inventory, names, safety, servercheck, webhook
 from . import settings as settings_mod
 from .kube import Kube, merge_patch_diff
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
@@ -133,8 +133,8 @@ def flaskapp_db(
 
 
 @kopf.index(*SERVERS)
-def postgresserver_spec(name: str, spec: Mapping[str, Any], **_: Any) -> Any:
-    return {name: inventory.server_entry(spec)}
+def postgresserver_spec(name: str, spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> Any:
+    return {name: inventory.server_entry(spec, status)}
 
 
 @kopf.index(*NAMESPACES)
@@ -317,6 +317,44 @@ def server_changed(
     for entry in _entries(flaskapp_db):
         if entry.get("server") == name:
             nudge(entry["namespace"], entry["name"], indexes)
+
+
+# --- PostgresServer status: checked on first sight, on each new generation, then on its own timer ---------
+
+
+def check_server(name: str, flaskapp_db: Any) -> bool | None:
+    """Check one PostgresServer and post its transition Events; whether it is Ready (None: it is gone)."""
+    with STATE.lock((names.POSTGRESSERVER_KIND, name)):  # cluster-scoped: no namespace to collide with
+        worst = [e["connections"] for e in _entries(flaskapp_db) if e.get("server") == name]
+        checked = servercheck.check(STATE.kube, name, worst, connect_timeout=CONFIG.connect_timeout)
+    if checked is None:
+        return None
+    _post(checked.body, checked.events)
+    return checked.ready
+
+
+SERVER_CHECKS: servercheck.Scheduler | None = None
+
+
+@kopf.on.event(*SERVERS)
+def server_seen(type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any) -> None:
+    # An event handler, not a kopf daemon or timer: those put a finalizer on every PostgresServer.
+    # The index object is live: the timers read the apps on the server at each check.
+    global SERVER_CHECKS
+    if SERVER_CHECKS is None:
+        SERVER_CHECKS = servercheck.Scheduler(
+            lambda server: check_server(server, flaskapp_db), CONFIG.server_check_seconds
+        )
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        SERVER_CHECKS.forget(name)
+    else:
+        SERVER_CHECKS.seen(name, int(meta.get("generation") or 0))
+
+
+@kopf.on.cleanup()
+def stop_server_checks(**_: Any) -> None:
+    if SERVER_CHECKS is not None:
+        SERVER_CHECKS.stop()
 
 
 # --- deletion: drop the database only for deletionPolicy Delete (kopf adds the finalizer only then) ------

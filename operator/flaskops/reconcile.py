@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from . import budget, credentials, dburl, manifests, migrations, names, ownership, rollout, tenancy
 from . import conditions as c
-from . import credentials, dburl, manifests, migrations, names, ownership, rollout, tenancy
 from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
@@ -397,7 +397,9 @@ class Reconciler:
 
         try:
             with self.gate(server.name):
-                return credentials.ensure_database(admin, claim, password, check=judge)
+                return credentials.ensure_database(
+                    admin, claim, password, check=judge, connection_limit=budget.worst_case(app)
+                )
         except TimeoutError as exc:
             raise Halt(
                 c.false(names.DATABASE_READY, "WaitingForServer", f"{exc}; retrying"),

@@ -23,6 +23,8 @@ class Settings:
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
     connect_timeout: int = 5
+    # Seconds between checks of a healthy PostgresServer (a failing one is retried sooner, with backoff).
+    server_check_seconds: float = 60.0
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +42,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
+        server_check_seconds=float(e.get("FLASKOPS_SERVER_CHECK_SECONDS", d.server_check_seconds)),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")
@@ -53,6 +56,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             f"FLASKOPS_WEBHOOK_CONFIG_NAME must be a domain with a dot (e.g. flaskops.dev), "
             f"not {cfg.webhook_config_name!r}"
         )
+    if not cfg.server_check_seconds >= 1:
+        raise ValueError("FLASKOPS_SERVER_CHECK_SECONDS must be at least 1")
     if cfg.provision_concurrency < 1 or cfg.max_workers < 1:
         raise ValueError("FLASKOPS_PROVISION_CONCURRENCY and FLASKOPS_MAX_WORKERS must be at least 1")
     return cfg
