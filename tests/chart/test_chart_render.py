@@ -136,7 +136,12 @@ def test_operator_rbac_is_least_privilege(docs: list[dict[str, Any]]) -> None:
 def test_role_only_mode_grants_namespaced_resources_in_one_namespace() -> None:
     docs = render("--set", "operator.watchNamespace=shop")
     cluster_resources = {r for rule in _rules(docs, "ClusterRole") for r in rule["resources"]}
-    assert cluster_resources == {"postgresservers", "customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {
+        "postgresservers",
+        "postgresservers/status",
+        "customresourcedefinitions",
+        "namespaces",
+    }
     role = find(docs, "Role", "flaskops-operator")
     assert role["metadata"]["namespace"] == "shop"
     secrets_role = find(docs, "Role", "flaskops-admin-secrets")
