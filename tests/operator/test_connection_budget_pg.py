@@ -67,9 +67,12 @@ def test_a_new_role_gets_the_limit_and_postgresql_refuses_the_connection_beyond_
     _provision(admin, name, password, 2)
 
     assert _limit(postgres, name) == 2
-    with _login(postgres, name, password), _login(postgres, name, password):
-        with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
-            _login(postgres, name, password).close()
+    with (
+        _login(postgres, name, password),
+        _login(postgres, name, password),
+        pytest.raises(psycopg.OperationalError, match="too many connections for role"),
+    ):
+        _login(postgres, name, password).close()
     # The slots free up with the sessions: the role is limited, not locked out.
     _login(postgres, name, password).close()
 
@@ -104,9 +107,7 @@ def test_no_limit_given_leaves_the_role_as_it_is(
     assert _limit(postgres, name) == 7
 
 
-def test_a_non_superuser_admin_sets_and_changes_the_limit(
-    postgres: PostgresTarget, made: list[str]
-) -> None:
+def test_a_non_superuser_admin_sets_and_changes_the_limit(postgres: PostgresTarget, made: list[str]) -> None:
     # Managed PostgreSQL's admins are CREATEROLE, not superusers: ALTER ROLE ... CONNECTION LIMIT on a
     # role it created must work for them too (PostgreSQL 16 grants the creator ADMIN OPTION on it).
     admin_role, admin_password = _new_name(made), credentials.generate_password()
@@ -149,9 +150,7 @@ def test_probe_reads_version_and_connection_slots_as_the_server_reports_them(
     assert facts.superuser
 
 
-def test_probe_tells_an_admin_without_rights_what_it_lacks(
-    postgres: PostgresTarget, made: list[str]
-) -> None:
+def test_probe_tells_an_admin_without_rights_what_it_lacks(postgres: PostgresTarget, made: list[str]) -> None:
     weak_role, weak_password = _new_name(made), credentials.generate_password()
     with _superuser(postgres) as conn:
         conn.execute(
