@@ -334,21 +334,47 @@ def check_server(name: str, flaskapp_db: Any) -> bool | None:
 
 
 SERVER_CHECKS: servercheck.Scheduler | None = None
+# (namespace, app) -> (its server, its worst case) as last seen, so only a change pokes the server's check.
+APP_BUDGETS: dict[tuple[str, str], tuple[str | None, int | None]] = {}
 
 
-@kopf.on.event(*SERVERS)
-def server_seen(type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any) -> None:
-    # An event handler, not a kopf daemon or timer: those put a finalizer on every PostgresServer.
+def _server_checks(flaskapp_db: Any) -> servercheck.Scheduler:
     # The index object is live: the timers read the apps on the server at each check.
     global SERVER_CHECKS
     if SERVER_CHECKS is None:
         SERVER_CHECKS = servercheck.Scheduler(
             lambda server: check_server(server, flaskapp_db), CONFIG.server_check_seconds
         )
+    return SERVER_CHECKS
+
+
+@kopf.on.event(*SERVERS)
+def server_seen(type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any) -> None:
+    # An event handler, not a kopf daemon or timer: those put a finalizer on every PostgresServer.
+    checks = _server_checks(flaskapp_db)
     if type == "DELETED" or meta.get("deletionTimestamp"):
-        SERVER_CHECKS.forget(name)
+        checks.forget(name)
     else:
-        SERVER_CHECKS.seen(name, int(meta.get("generation") or 0))
+        checks.seen(name, int(meta.get("generation") or 0))
+
+
+@kopf.on.event(*FLASKAPPS)
+def app_budget_seen(
+    type: str | None, namespace: str, name: str, spec: Mapping[str, Any], flaskapp_db: Any, **_: Any
+) -> None:
+    # A new app, a deleted one, or a new worst case changes its server's connection budget: re-check
+    # soon rather than at the next interval. The initial listing (type None) pokes nothing: each
+    # server's first check already counts every app.
+    key = (namespace, name)
+    server = None if type == "DELETED" else (spec.get("database") or {}).get("server")
+    seen = (server, inventory.app_entry(namespace, name, spec, {})["connections"] if server else None)
+    before = APP_BUDGETS.pop(key, None)
+    if type != "DELETED":
+        APP_BUDGETS[key] = seen
+    if type is None or before == seen:
+        return
+    for changed in {before[0] if before else None, server} - {None}:
+        _server_checks(flaskapp_db).soon(str(changed))
 
 
 @kopf.on.cleanup()

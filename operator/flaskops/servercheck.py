@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,7 @@ class Scheduler:
         self._timers: dict[str, threading.Timer] = {}
         self._failures: dict[str, int] = {}
         self._generations: dict[str, int] = {}
+        self._due: dict[str, float] = {}  # time.monotonic() of each pending check; absent while it runs
 
     def seen(self, name: str, generation: int) -> None:
         """A watch event: check now on first sight or a new generation; otherwise keep the schedule."""
@@ -151,11 +153,24 @@ class Scheduler:
             self._generations[name] = generation
             self._arm(name, 0.0)
 
+    def soon(self, name: str, delay: float = 2.0) -> None:
+        """Something the check reads changed (an app on the server, its worst case): check within
+        `delay` seconds. Pokes within that window share one check; a server not seen yet is left alone
+        (its first check comes with its first event)."""
+        with self._guard:
+            if name not in self._timers:
+                return
+            due = self._due.get(name)
+            if due is not None and due <= time.monotonic() + delay:
+                return
+            self._arm(name, delay)
+
     def forget(self, name: str) -> None:
         with self._guard:
             timer = self._timers.pop(name, None)
             self._failures.pop(name, None)
             self._generations.pop(name, None)
+            self._due.pop(name, None)
         if timer is not None:
             timer.cancel()
 
@@ -175,9 +190,14 @@ class Scheduler:
         timer.daemon = True
         timer.name = f"flaskops-check-{name}"
         self._timers[name] = timer
+        self._due[name] = time.monotonic() + delay
         timer.start()
 
     def _fire(self, name: str) -> None:
+        with self._guard:
+            if self._timers.get(name) is threading.current_thread():
+                # Running: a poke from now on may have come too late for this check, so it arms another.
+                self._due.pop(name, None)
         ok: bool | None
         try:
             ok = self._run(name)
@@ -189,6 +209,7 @@ class Scheduler:
                 return  # forgotten, or a newer check was armed meanwhile
             if ok is None:  # the server is gone: its DELETED event may not have arrived yet
                 del self._timers[name]
+                self._due.pop(name, None)
                 return
             failures = 0 if ok else self._failures.get(name, 0) + 1
             self._failures[name] = failures

@@ -305,6 +305,13 @@ def test_the_scheduler_checks_on_first_sight_and_on_a_new_generation_only():
         assert done.acquire(timeout=10)
         assert not done.acquire(timeout=0.3)
         assert calls == ["pg", "pg"]
+        checks.soon("pg", delay=0.05)  # an app on it changed: one check soon, two pokes share it
+        checks.soon("pg", delay=0.05)
+        assert done.acquire(timeout=10)
+        assert not done.acquire(timeout=0.3)
+        checks.soon("other", delay=0)  # never seen: its first event brings its first check
+        assert not done.acquire(timeout=0.3)
+        assert calls == ["pg", "pg", "pg"]
         checks.forget("pg")
         checks.seen("pg", 2)  # seen again after forget: a new server of that name
         assert done.acquire(timeout=10)
