@@ -167,9 +167,11 @@ def test_the_connection_budget_limits_the_role_warns_at_admission_and_shows_on_t
             what="the ConnectionBudgetExceeded Event",
         )
 
-        # Scaled down to nothing: the limit follows the spec, and the server is within budget again.
-        apps.apply({**big, "spec": {**big["spec"], "replicas": 0}})
-        small = budget.worst_case(parse_flaskapp({**big, "spec": {**big["spec"], "replicas": 0}}))
+        # A small pool: the limit follows the spec, and the server is within budget again.
+        shrunk = {**big, "spec": {**big["spec"], "env": [{"name": "DB_POOL_SIZE", "value": "1"}]}}
+        apps.apply(shrunk)
+        small = budget.worst_case(parse_flaskapp(shrunk))
+        assert small < available
 
         def limited() -> bool:
             with superuser(postgres) as conn:
