@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ import kopf
 
 from . import inventory, names, safety, servercheck, webhook
 from . import settings as settings_mod
-from .kube import Kube, merge_patch_diff
+from .kube import Kube, merge_patch_diff, own_namespace
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -84,6 +85,16 @@ GATE_WAIT_SECONDS = 15.0
 STATE = _State()
 # How soon a failed reconcile runs again, on every path (kopf's handler retry, the child-event timer).
 RETRY_SECONDS = 10.0
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own login through the kubernetes client, which knows no namespace: kopf would post a
+    # cluster-scoped PostgresServer's Events in "default". They go to the operator's own namespace, where
+    # the chart lets it create Events in every mode.
+    info = kopf.login_via_client(**kwargs)
+    namespace = own_namespace()
+    return dataclasses.replace(info, default_namespace=namespace) if info is not None and namespace else info
 
 
 @kopf.on.startup()

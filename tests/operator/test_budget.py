@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flaskops import budget, inventory, manifests, names, serverstatus
 from flaskops.credentials import ServerFacts
+from flaskops.kube import own_namespace
 from flaskops.servercheck import Scheduler
 from flaskops.spec import parse_flaskapp
 from flaskops.webhook import review
@@ -317,3 +319,28 @@ def test_the_scheduler_checks_on_first_sight_and_on_a_new_generation_only():
         assert done.acquire(timeout=10)
     finally:
         checks.stop()
+
+
+# --- where a PostgresServer's Events go ------------------------------------------------------------------
+
+
+def test_the_operators_own_namespace_comes_from_its_service_account_else_its_kubeconfig(tmp_path):
+    sa = tmp_path / "namespace"
+    sa.write_text("flaskops-system\n")
+    assert own_namespace(str(sa)) == "flaskops-system"
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ops"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    missing = str(tmp_path / "no-such-file")
+    assert own_namespace(missing, str(cfg)) == "ops"
+    assert own_namespace(missing, missing) is None
