@@ -359,8 +359,14 @@ def _server_checks(flaskapp_db: Any) -> servercheck.Scheduler:
     return SERVER_CHECKS
 
 
+# Both event handlers below are async on purpose: they only touch memory and arm timers, so they run on
+# the event loop instead of taking a worker thread for every watch event (FlaskApp status writes included).
+
+
 @kopf.on.event(*SERVERS)
-def server_seen(type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any) -> None:
+async def server_seen(
+    type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any
+) -> None:
     # An event handler, not a kopf daemon or timer: those put a finalizer on every PostgresServer.
     checks = _server_checks(flaskapp_db)
     if type == "DELETED" or meta.get("deletionTimestamp"):
@@ -370,7 +376,7 @@ def server_seen(type: str | None, name: str, meta: Mapping[str, Any], flaskapp_d
 
 
 @kopf.on.event(*FLASKAPPS)
-def app_budget_seen(
+async def app_budget_seen(
     type: str | None, namespace: str, name: str, spec: Mapping[str, Any], flaskapp_db: Any, **_: Any
 ) -> None:
     # A new app, a deleted one, or a new worst case changes its server's connection budget: re-check
