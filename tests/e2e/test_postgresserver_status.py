@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -83,6 +84,9 @@ def test_a_wrong_admin_password_is_reported_once_and_a_fixed_one_makes_the_serve
     server = pg_server(["development", "testing"], password=wrong)
 
     st = wait_server(kube, server, names.READY, "AdminAuthFailed")
+    # Checked by the operator's own timer, not a kopf daemon: no finalizer holds the server's deletion.
+    meta = json.loads(kube.kubectl("get", "postgresserver", server, "-o", "json").stdout)["metadata"]
+    assert not meta.get("finalizers"), meta
     ready = condition(st, names.READY)
     assert ready["status"] == "False" and f"{ADMIN_NAMESPACE}/{server}" in ready["message"]
     assert wrong not in json.dumps(st)
@@ -173,19 +177,28 @@ def test_the_connection_budget_limits_the_role_warns_at_admission_and_shows_on_t
         small = budget.worst_case(parse_flaskapp(shrunk))
         assert small < available
 
-        def limited() -> bool:
-            with superuser(postgres) as conn:
-                got = conn.execute(
-                    "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (dbname,)
-                ).fetchone()
-            if got != (small,):
-                raise NotYet(f"rolconnlimit {got}")
-            return True
+        def limited(expected: int) -> Callable[[], bool]:
+            def check() -> bool:
+                with superuser(postgres) as conn:
+                    got = conn.execute(
+                        "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (dbname,)
+                    ).fetchone()
+                if got != (expected,):
+                    raise NotYet(f"rolconnlimit {got}, want {expected}")
+                return True
 
-        wait_for(limited, timeout=90, what="the lowered CONNECTION LIMIT")
+            return check
+
+        wait_for(limited(small), timeout=90, what="the lowered CONNECTION LIMIT")
         st = wait_server(kube, server, "WithinConnectionBudget", "WithinBudget", timeout=60)
         assert st["connectionBudget"]["requestedByApps"] == small
         assert server_events(kube, server).count(("Warning", "ConnectionBudgetExceeded")) == 1
+
+        # An autoscaler scales through the scale subresource (spec.replicas): the limit follows it.
+        kube.kubectl("scale", "flaskapp", "big", "-n", ns, "--replicas=6")
+        scaled = budget.worst_case(parse_flaskapp({**shrunk, "spec": {**shrunk["spec"], "replicas": 6}}))
+        assert scaled > small
+        wait_for(limited(scaled), timeout=90, what="the CONNECTION LIMIT after a scale-up")
     finally:
         kube.kubectl("delete", "flaskapp", "big", "-n", ns, "--ignore-not-found", "--timeout=90s")
         forget(postgres, dbname)
