@@ -9,7 +9,9 @@ The worst case of one app (what its role's CONNECTION LIMIT is set to):
   which writes `spec.replicas` (the CRD's specReplicasPath): the limit follows the autoscaler, and each
   change re-provisions the role before the Deployment gets the new replica count.
 - surge is the rolling update's extra pods (the Deployment's maxSurge, 25 % rounded up): during a rollout
-  old and new pods hold their pools at once.
+  old and new pods hold their pools at once. When the Deployment still runs more pods than that (a
+  scale-down), provisioning counts those instead, so the pods that stay can take over the load of the
+  ones leaving; the limit comes down at the next provisioning (the next spec change).
 - per-process connections is the pool bound of one Gunicorn worker: `DB_POOL_SIZE + DB_MAX_OVERFLOW`
   from `spec.env` (the reference app's variables, defaults 5 and 5 as in app/guestbook/config.py). A value
   taken from a Secret or ConfigMap (valueFrom) cannot be read at admission and counts as its default. An
@@ -68,18 +70,24 @@ def surge(replicas: int) -> int:
     return math.ceil(replicas * MAX_SURGE_PERCENT / 100)
 
 
-def worst_case(app: FlaskAppSpec) -> int:
-    """The most connections the app's role can need at once: its CONNECTION LIMIT (>= 1)."""
-    pods = app.replicas + surge(app.replicas)
+def pods(app: FlaskAppSpec, running: int = 0) -> int:
+    """Pods that may hold connections at once: replicas plus the rollout's surge, or the `running` pods
+    of the Deployment when there are more (a scale-down: the pods on their way out keep their sessions
+    for up to their grace period, while the remaining ones take over their load)."""
+    return max(app.replicas + surge(app.replicas), running)
+
+
+def worst_case(app: FlaskAppSpec, running: int = 0) -> int:
+    """The most connections the app's role can need at once: its CONNECTION LIMIT (>= 1). `running`:
+    the Deployment's current pods (status.replicas), 0 when unknown."""
     one = per_process(app)
-    return pods * app.gunicorn.workers * one + one
+    return pods(app, running) * app.gunicorn.workers * one + one
 
 
 def describe(app: FlaskAppSpec) -> str:
     """The worst case spelled out, for messages: `3 pods x 2 workers x 10 + 10 = 70`."""
-    pods = app.replicas + surge(app.replicas)
     one = per_process(app)
-    return f"{pods} pods x {app.gunicorn.workers} workers x {one} + {one} = {worst_case(app)}"
+    return f"{pods(app)} pods x {app.gunicorn.workers} workers x {one} + {one} = {worst_case(app)}"
 
 
 @dataclass(frozen=True)

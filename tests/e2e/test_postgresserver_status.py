@@ -199,6 +199,20 @@ def test_the_connection_budget_limits_the_role_warns_at_admission_and_shows_on_t
         scaled = budget.worst_case(parse_flaskapp({**shrunk, "spec": {**shrunk["spec"], "replicas": 6}}))
         assert scaled > small
         wait_for(limited(scaled), timeout=90, what="the CONNECTION LIMIT after a scale-up")
+
+        # Scaled down while 6 pods run: the limit keeps their slots (the leaving pods' sessions stay open
+        # for their grace period while the others take over the load).
+        def six_running() -> bool:
+            got = (apps.get(ns, "big").get("status") or {}).get("replicas")
+            if got != 6:
+                raise NotYet(f"status.replicas {got}")
+            return True
+
+        wait_for(six_running, timeout=120, what="six pods of the app")
+        kube.kubectl("scale", "flaskapp", "big", "-n", ns, "--replicas=1")
+        down = parse_flaskapp({**shrunk, "spec": {**shrunk["spec"], "replicas": 1}})
+        assert budget.worst_case(down, running=6) < scaled
+        wait_for(limited(budget.worst_case(down, running=6)), timeout=90, what="the limit after a scale-down")
     finally:
         kube.kubectl("delete", "flaskapp", "big", "-n", ns, "--ignore-not-found", "--timeout=90s")
         forget(postgres, dbname)

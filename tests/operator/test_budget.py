@@ -70,6 +70,13 @@ def test_surge_rounds_a_quarter_up_as_kubernetes_does(replicas, extra):
     assert budget.surge(replicas) == extra
 
 
+def test_a_scale_down_keeps_the_slots_of_the_pods_still_running():
+    # 10 -> 2 replicas while 10 pods still run: those leaving keep their sessions for their grace period.
+    a = app(replicas=2)
+    assert budget.worst_case(a, running=10) == 10 * 2 * 10 + 10
+    assert budget.worst_case(a, running=2) == budget.worst_case(a) == 70  # fewer running: the spec counts
+
+
 def test_a_stopped_app_keeps_room_for_its_migration_only():
     assert budget.worst_case(app(replicas=0, env=pool(2, 1))) == 3
 
