@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv lint testbed images chart-docs cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
+.PHONY: help venv lint testbed images chart-docs promrules cluster-up cluster-down test test-fast demo demo-down bench clean app-demo app-demo-down
 
 help:
 	@echo "make demo   - local PostgreSQL + control plane + a real node, the operator, the example to Ready, a URL to open"
@@ -50,6 +50,11 @@ testbed:
 chart-docs:
 	bash testbed/chart-docs.sh
 
+# Builds the Prometheus rule checker (testbed/promrules.sh: Prometheus's rulefmt from the Go module proxy,
+# into $(FLASKOPS_CACHE)/tools) that tests/chart runs on the chart's PrometheusRule.
+promrules:
+	bash testbed/promrules.sh --build
+
 # Both Dockerfile targets (and the node's pause image) with a local Docker engine, from a base made of
 # Debian packages: no image registry. A no-op when nothing that goes into them changed. testbed/images.sh.
 images:
@@ -61,7 +66,7 @@ cluster-up: venv testbed
 cluster-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-test: venv testbed images lint pgbouncer
+test: venv testbed images lint pgbouncer promrules
 	@echo "==> pytest (the local testbed starts unless KUBECONFIG names a cluster)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

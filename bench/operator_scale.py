@@ -258,6 +258,9 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "FLASKOPS_WEBHOOK": "none",
+            # Metrics on, as in the chart, on a port of its own (not the default a demo may hold).
+            "FLASKOPS_METRICS_ADDR": "127.0.0.1",
+            "FLASKOPS_METRICS_PORT": str(free_port()),
             "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         }
         with self.log_path.open("ab") as out:

@@ -61,4 +61,11 @@ go mod init flaskops.dev/testbed/helm-docs >/dev/null 2>&1
 lowest_go
 go get "${HELM_DOCS_MODULE}@${HELM_DOCS_VERSION}"
 go mod tidy
+echo "==> promrules: ${PROMETHEUS_MODULE} ${PROMETHEUS_VERSION}"
+cd "$here/promrules"
+rm -f go.mod go.sum
+go mod init flaskops.dev/testbed/promrules >/dev/null 2>&1
+lowest_go  # raised again by `go get` when Prometheus needs a newer patch release
+go get "${PROMETHEUS_MODULE}@${PROMETHEUS_VERSION}"
+go mod tidy
 echo "==> done; review and commit testbed/*/go.mod testbed/*/go.sum"

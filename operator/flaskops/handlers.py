@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -16,9 +18,9 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, names, safety, servercheck, webhook
+from . import inventory, metrics, names, safety, servercheck, webhook
 from . import settings as settings_mod
-from .kube import Kube, merge_patch_diff, own_namespace
+from .kube import FIELD_MANAGER, Kube, merge_patch_diff, own_namespace
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -80,6 +82,33 @@ class _State:
             timer.start()
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled-configuration annotation holding digests, not a copy of the object.
+
+    kopf stores the "essence" it last handled (spec, labels, annotations) to tell a real change from noise.
+    A verbatim copy of a large spec outgrows the API server's 256 KiB limit on all annotations together,
+    after which kopf cannot even remove its finalizer (the app hangs Terminating). The handlers never read
+    kopf's diff — every reconcile reads the whole object — so a digest per stanza tells kopf all it
+    needs: whether something changed.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        return _digests(essence)
+
+
+def _digests(essence: Mapping[str, Any]) -> dict[str, Any]:
+    """{"spec": {...}, "metadata": {"labels": {...}}} -> the same keys with a sha256 of each leaf stanza."""
+    out: dict[str, Any] = {}
+    for key, value in essence.items():
+        if key == "metadata" and isinstance(value, Mapping):
+            out[key] = _digests(value)
+        else:
+            blob = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+            out[key] = {"sha256": hashlib.sha256(blob).hexdigest()}
+    return out
+
+
 # How long a reconcile waits for a provisioning slot on a busy PostgresServer before retrying later.
 GATE_WAIT_SECONDS = 15.0
 STATE = _State()
@@ -105,13 +134,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own names for kopf's bookkeeping, so several kopf operators never fight over one annotation.
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP, v1=False)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=names.GROUP, key="last-handled-configuration", v1=False
     )
     # Watch only our own children, filtered by the API server rather than in this process.
     selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
     settings.watching.label_selectors[("batch", "v1", "jobs")] = selector
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
+    settings.watching.label_selectors[("v1", "secrets")] = selector
+    settings.watching.label_selectors[("v1", "services")] = selector
     settings.execution.max_workers = CONFIG.max_workers
     # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
     settings.posting.reporting_component = names.MANAGED_BY
@@ -141,6 +172,28 @@ def flaskapp_db(
 ) -> Any:
     created = str(meta.get("creationTimestamp") or "")
     return {None: inventory.app_entry(namespace, name, spec, status, created)}
+
+
+@kopf.index(*FLASKAPPS)
+def flaskapp_ready(namespace: str, name: str, status: Mapping[str, Any], **_: Any) -> Any:
+    # What the metrics endpoint counts (apps by Ready reason, the stalled ones): read at scrape time.
+    return {None: metrics.app_key(namespace, name, status)}
+
+
+@kopf.on.startup()
+async def serve_metrics(flaskapp_ready: Any, memo: kopf.Memo, **_: Any) -> None:
+    if CONFIG.metrics_port:
+        metrics.STATE.apps = lambda: list(flaskapp_ready.get(None, ()))
+        try:
+            memo["metrics"] = await metrics.serve(CONFIG.metrics_addr, CONFIG.metrics_port)
+        except OSError as exc:  # the port is taken: stop with the reason, never run half-configured
+            raise kopf.PermanentError(f"cannot serve metrics on port {CONFIG.metrics_port}: {exc}") from exc
+
+
+@kopf.on.cleanup()
+async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    if "metrics" in memo:
+        await memo["metrics"].cleanup()
 
 
 @kopf.index(*SERVERS)
@@ -187,7 +240,7 @@ def _post(body: Mapping[str, Any], events: list[Event]) -> None:
 def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
     """Reconcile one FlaskApp from its freshest state; write status only when it changed."""
     kube = STATE.kube
-    with STATE.lock((namespace, name)):
+    with STATE.lock((namespace, name)), metrics.reconcile() as measured:
         body = kube.get(names.FLASKAPP_KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
@@ -200,7 +253,7 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
                 namespace, name, entries, servers, near=safety.location(ident)
             ),
             connect_timeout=CONFIG.connect_timeout,
-            gate=STATE.gate,
+            gate=_timed_gate,
             namespace_labels=lambda ns: _labels_of(indexes["namespace_labels"], ns),
             server_id=server_ids.get,
         )
@@ -219,7 +272,15 @@ def run(namespace: str, name: str, indexes: Mapping[str, Any]) -> Result | None:
                 },
             )
         _post(body, result.events)
+        measured(old, result.status)
         return result
+
+
+@contextlib.contextmanager
+def _timed_gate(server: str) -> Iterator[None]:
+    # The provisioning session's own time, after the wait for a slot.
+    with STATE.gate(server), metrics.provisioning(server):
+        yield
 
 
 def _changed_conditions(old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> dict[str, str]:
@@ -242,7 +303,7 @@ def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
         result = None
         delay: float | None = RETRY_SECONDS
     else:
-        delay = result.retry_after if result else None
+        delay = (result.retry_after or result.recheck_after) if result else None
     if delay:
         STATE.retry_later((namespace, name), delay, lambda: nudge(namespace, name, indexes))
 
@@ -255,6 +316,10 @@ def reconcile_flaskapp(
 ) -> None:
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     result = run(namespace, name, indexes)
+    if result is not None and result.recheck_after and not result.retry_after:
+        # A look later, not a failure: a timer, so kopf records this change as handled.
+        key = (namespace, name)
+        STATE.retry_later(key, result.recheck_after, lambda: nudge(namespace, name, indexes))
     if result is not None and result.retry_after:
         ready: Mapping[str, Any] = next(
             (c for c in result.status["conditions"] if c["type"] == names.READY), {}
@@ -288,6 +353,37 @@ def child_changed(
     **_: Any,
 ) -> None:
     # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop.
+    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
+    nudge(namespace, labels[names.LABEL_APP], indexes)
+
+
+def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
+    """A Secret or Service event worth a reconcile: a deletion, or a change flaskops did not make.
+
+    The initial listing (type None) is not news (every app is resumed at start-up anyway), nor is the echo
+    of the operator's own write: these children are written by flaskops alone, so any other field manager
+    means someone else changed a field (managedFields times have one-second granularity, too coarse to
+    tell who wrote last).
+    """
+    if type == "DELETED":
+        return True
+    if type not in ("ADDED", "MODIFIED"):
+        return False
+    entries = (body.get("metadata") or {}).get("managedFields") or []
+    return any(entry.get("manager") != FIELD_MANAGER for entry in entries)
+
+
+@kopf.on.event("v1", "secrets", labels=CHILD_LABELS, when=_news)
+@kopf.on.event("v1", "services", labels=CHILD_LABELS, when=_news)
+def child_edited(
+    namespace: str,
+    labels: Mapping[str, str],
+    flaskapp_db: Any,
+    postgresserver_spec: Any,
+    namespace_labels: Any,
+    **_: Any,
+) -> None:
+    # Someone deleted or edited a Secret or Service the operator owns: the reconcile puts it back (drift).
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     nudge(namespace, labels[names.LABEL_APP], indexes)
 
@@ -441,6 +537,7 @@ async def validate_flaskapp(
     if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
         # Only a spec change is judged. kopf's own finalizer and annotation patches, a user's label, and
         # the release of an app that predates the webhook must pass, or its deletion would hang.
+        metrics.review(metrics.UNCHANGED)
         return
     servers = _servers(postgresserver_spec)
     entries = _entries(flaskapp_db)
@@ -456,8 +553,10 @@ async def validate_flaskapp(
         # The API server sends only schema-valid objects; anything else is a malformed review. Answer it
         # plainly (400), never with a 500 and Python's text.
         log.warning("malformed admission review", extra={"error": repr(exc)})
+        metrics.review(metrics.MALFORMED)
         raise kopf.AdmissionError("malformed FlaskApp in the admission review", code=400) from None
     warnings.extend(result.warnings)
+    metrics.review(metrics.ALLOWED if result.allowed else metrics.DENIED)
     if not result.allowed:
         raise kopf.AdmissionError(f"unsafe FlaskApp: {summary(result.violations)}", code=403)
 

@@ -156,14 +156,21 @@ class Kube:
             raise
 
     def list(
-        self, kind: str, namespace: str | None = None, selector: str | None = None
+        self, kind: str, namespace: str | None = None, selector: str | None = None, fields: str | None = None
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": selector} if selector else None
+        query = {k: v for k, v in {"labelSelector": selector, "fieldSelector": fields}.items() if v}
         return list(self.request("GET", self._path(kind, namespace), query=query).get("items") or [])
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
-        return self.request("POST", self._path(body["kind"], meta.get("namespace")), body=dict(body))
+        # The field manager names the writer in managedFields, so the operator can tell its own writes'
+        # echoes from other people's changes (handlers._news).
+        return self.request(
+            "POST",
+            self._path(body["kind"], meta.get("namespace")),
+            body=dict(body),
+            query={"fieldManager": FIELD_MANAGER},
+        )
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: the operator owns exactly the fields it sends."""
@@ -183,6 +190,7 @@ class Kube:
             "PATCH",
             self._path(kind, namespace, name, sub),
             body=dict(patch),
+            query={"fieldManager": FIELD_MANAGER},
             content_type="application/merge-patch+json",
         )
 

@@ -19,6 +19,8 @@ class JobView:
     started_at: str | None
     completed_at: str | None
     message: str
+    ready: int = 0  # pods running and ready (Job status.ready)
+    created_at: str = ""
 
 
 def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -50,6 +52,8 @@ def view(job: Mapping[str, Any]) -> JobView:
         started_at=status.get("startTime"),
         completed_at=completed,
         message=message,
+        ready=int(status.get("ready") or 0),
+        created_at=str((job.get("metadata") or {}).get("creationTimestamp") or ""),
     )
 
 

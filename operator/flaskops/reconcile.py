@@ -16,7 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import budget, credentials, dburl, manifests, migrations, names, ownership, rollout, tenancy
+from . import (
+    blockers,
+    budget,
+    credentials,
+    dburl,
+    drift,
+    manifests,
+    migrations,
+    names,
+    ownership,
+    rollout,
+    tenancy,
+)
 from . import conditions as c
 from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
@@ -59,6 +71,8 @@ class Result:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
+    # Nothing failed, but a child makes no progress that would wake the reconcile: look again this soon.
+    recheck_after: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -126,6 +140,9 @@ class Reconciler:
         # Bounds concurrent provisioning per PostgresServer: CREATE DATABASE serialises on the server
         # anyway, and a burst of new apps should not open a connection each.
         self.gate = gate
+        # Set by a reconcile: when to look again at a child that makes no progress, and why a rollout is stuck.
+        self._recheck: float | None = None
+        self._blocked: str | None = None
 
     # --- the flow -----------------------------------------------------------------------------------------
 
@@ -139,6 +156,8 @@ class Reconciler:
         retry_after: float | None = None
         stalled = False
         rolled_out = False
+        self._recheck = None
+        self._blocked = None
         try:
             target = self._resolve(app)
             self._check_safety(app, target, stamp=None, server_id=self._known_server_id(target))
@@ -175,13 +194,18 @@ class Reconciler:
 
         conds = c.merge(old.get("conditions") or [], updates, app.generation, self.now())
         summary_conds = _summary(
-            conds, app, rolled_out=rolled_out, stalled=stalled, retrying=retry_after is not None
+            conds,
+            app,
+            rolled_out=rolled_out,
+            stalled=stalled,
+            retrying=retry_after is not None,
+            blocked=self._blocked,
         )
         conds = c.merge(conds, summary_conds, app.generation, self.now())
         status["conditions"] = conds
         status["observedGeneration"] = app.generation
         events = _transition_events(old.get("conditions") or [], conds) + events
-        return Result(status=status, events=events, retry_after=retry_after)
+        return Result(status=status, events=events, retry_after=retry_after, recheck_after=self._recheck)
 
     # --- 1. resolve ---------------------------------------------------------------------------------------
 
@@ -307,7 +331,7 @@ class Reconciler:
         else:
             secret_name = app.database.existing_secret.name  # type: ignore[union-attr]
             db_data = {"DATABASE_URL": target.url_digest}
-        key_data = self._secret_key(app, events)
+        key_data = self._secret_key(app, status, events)
         status["database"] = {
             "secretName": secret_name,
             "host": ident.host,
@@ -341,7 +365,15 @@ class Reconciler:
         if fresh and existing == want:
             # Provisioned for this generation and the Secret is intact: no need to reach PostgreSQL again
             # (child events re-run reconcile often; a spec change re-provisions, re-checking S6 first).
+            # Its labels and ownerReference are put back if someone removed them (no write otherwise).
+            self._ensure_secret(app, secret_name, "db-credentials", want, obj)
             return dict(existing), None
+        if fresh and obj is None:
+            events.append(
+                _repaired(
+                    "Secret", secret_name, "was deleted; recreated with a new password (the pods roll to it)"
+                )
+            )
         admin = self._admin(server)
         # The password is generated once and never regenerated while its Secret exists. It is (re)applied
         # to the role on every provisioning pass, so a role that outlived its Secret (Retain, then the app
@@ -370,7 +402,7 @@ class Reconciler:
         data = dburl.db_secret_data(
             ident.host, ident.port, ident.dbname, ident.user, password, target.sslmode
         )
-        won = self._ensure_secret(app, secret_name, "db-credentials", data, existing)
+        won = self._ensure_secret(app, secret_name, "db-credentials", data, obj)
         if not won:
             # Another writer created the Secret between our read and our create: its password is the one.
             data = self.kube.read_secret_data(app.namespace, secret_name) or data
@@ -434,7 +466,9 @@ class Reconciler:
         except ValueError as exc:
             raise Halt(c.false(names.DATABASE_READY, "InvalidDatabaseName", str(exc)), stalled=True) from None
 
-    def _secret_key(self, app: FlaskAppSpec, events: list[Event]) -> Mapping[str, str]:
+    def _secret_key(
+        self, app: FlaskAppSpec, status: Mapping[str, Any], events: list[Event]
+    ) -> Mapping[str, str]:
         if app.secret_key_ref is not None:
             data = self.kube.read_secret_data(app.namespace, app.secret_key_ref.name)
             if data is None or app.secret_key_ref.key not in data:
@@ -456,7 +490,17 @@ class Reconciler:
         seen_rotation = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(ROTATION, "")
         # Removing spec.secretKey.rotation is not a rotation: only a new, non-empty value rotates the key.
         if existing and names.SECRET_KEY in existing and (seen_rotation == rotation or not rotation):
+            self._ensure_secret(app, name, "secret-key", existing, obj, annotations={ROTATION: seen_rotation})
             return existing
+        if obj is None and status.get("servingImage"):
+            # It existed (the app served with it): someone deleted it. The old key is gone with it.
+            events.append(
+                _repaired(
+                    "Secret",
+                    name,
+                    "was deleted; recreated with a new SECRET_KEY (sessions signed with the old one end)",
+                )
+            )
         data = {names.SECRET_KEY: secrets.token_urlsafe(48), names.SECRET_KEY_FALLBACKS: ""}
         if existing and names.SECRET_KEY in existing:
             old = [existing[names.SECRET_KEY]] + [
@@ -466,7 +510,7 @@ class Reconciler:
             events.append(
                 Event("Normal", "SecretKeyRotated", f"rotated SECRET_KEY in Secret '{name}' ({rotation})")
             )
-        self._ensure_secret(app, name, "secret-key", data, existing, annotations={ROTATION: rotation})
+        self._ensure_secret(app, name, "secret-key", data, obj, annotations={ROTATION: rotation})
         return data
 
     def _ensure_secret(
@@ -475,14 +519,15 @@ class Reconciler:
         name: str,
         component: str,
         data: Mapping[str, str],
-        existing: Mapping[str, str] | None,
+        live: Mapping[str, Any] | None,
         annotations: Mapping[str, str] | None = None,
     ) -> bool:
-        """Write the Secret when its data differs; False when a concurrent writer created it first."""
-        if existing is not None and dict(existing) == dict(data):
-            return True
+        """Write the Secret when it differs from `live` (data, labels, owner, annotations); False when a
+        concurrent writer created it first."""
         body = manifests.secret(app, name, component, data, annotations)
-        if existing is None:
+        if live is not None and not drift.differences(body, live):
+            return True
+        if live is None:
             try:
                 self.kube.create(body)
             except ApiException as exc:
@@ -560,6 +605,17 @@ class Reconciler:
             if v is not None
         }
         if job.outcome == migrations.RUNNING:
+            if job.ready == 0:
+                # Not running yet, or never will as it is: come back, and name the cause if Kubernetes did.
+                self._recheck = RECHECK_SECONDS
+                blocker = blockers.for_job(self._warnings(app), job.name, since=job.created_at)
+                if blocker is not None:
+                    return c.false(
+                        names.MIGRATED,
+                        MIGRATION_BLOCKED,
+                        f"Job '{job.name}' cannot run: {blocker.describe()}; still serving "
+                        f"{status.get('servingImage') or 'nothing'}",
+                    )
             return c.false(
                 names.MIGRATED, "Migrating", f"Job '{job.name}' is migrating the database to {app.image}"
             )
@@ -599,7 +655,9 @@ class Reconciler:
         checksum = manifests.secrets_checksum(*secret_data)
         desired = manifests.deployment(app, app.image, checksum)
         try:
-            changed = self._apply_if_changed(desired, current)
+            changed = self._apply_if_changed(
+                desired, current, events, existed=bool(status.get("servingImage"))
+            )
         except ApiException as exc:
             if not _invalid(exc):
                 raise
@@ -614,9 +672,21 @@ class Reconciler:
         svc = manifests.service(app)
         svc_current = self.kube.get("Service", app.namespace, app.name)
         _require_owned(app, svc_current, names.AVAILABLE, "Service", app.name)
-        self._apply_if_changed(svc, svc_current)
+        self._apply_if_changed(svc, svc_current, events, existed=bool(status.get("servingImage")))
         view = rollout.view(current)
-        return self._availability(app, status, view), view.rolled_out and view.image == app.image
+        rolled_out = view.rolled_out and view.image == app.image
+        if not rolled_out and view.exists:
+            self._recheck = RECHECK_SECONDS
+            self._blocked = view.failure
+            if self._blocked is None and _age_seconds(view.progressed_at, self.now()) >= STUCK_SECONDS:
+                since = view.progressed_at
+                blocker = blockers.for_deployment(self._warnings(app), app.name, since=since)
+                self._blocked = blocker.describe() if blocker else None
+        return self._availability(app, status, view), rolled_out
+
+    def _warnings(self, app: FlaskAppSpec) -> list[dict[str, Any]]:
+        """The Warning Events in the app's namespace (what the controllers and the kubelet said)."""
+        return self.kube.list("Event", app.namespace, fields="type=Warning")
 
     def _availability(
         self, app: FlaskAppSpec, status: dict[str, Any], dep: rollout.RolloutView
@@ -625,7 +695,9 @@ class Reconciler:
         status["readyReplicas"] = dep.ready_replicas
         # The scale subresource's labelSelectorPath: what an HPA uses to find the pods' metrics.
         status["selector"] = ",".join(f"{k}={v}" for k, v in sorted(manifests.web_selector(app).items()))
-        if dep.rolled_out and dep.image:
+        # Only an image that was migrated is ever named as serving: a Deployment someone pointed at another
+        # image is put back, and until then it is not what this app serves.
+        if dep.rolled_out and dep.image and dep.image == status.get("migratedImage"):
             status["servingImage"] = dep.image
         if not dep.exists:
             return c.false(
@@ -635,11 +707,37 @@ class Reconciler:
             return c.true(names.AVAILABLE, "MinimumReplicasAvailable", dep.message)
         return c.false(names.AVAILABLE, "MinimumReplicasUnavailable", dep.message)
 
-    def _apply_if_changed(self, desired: dict[str, Any], current: Mapping[str, Any] | None) -> bool:
+    def _apply_if_changed(
+        self,
+        desired: dict[str, Any],
+        current: Mapping[str, Any] | None,
+        events: list[Event],
+        *,
+        existed: bool,
+    ) -> bool:
+        """Server-side apply `desired` unless `current` already carries it; True when it applied.
+
+        `existed`: whether the child should be there already (the app served before), so that its absence
+        is someone's deletion, reported as a repair, not a first creation.
+        """
         digest = manifests.digest(desired)
         have = ((current or {}).get("metadata") or {}).get("annotations", {}).get(APPLIED_HASH)
-        if current is not None and have == digest:
+        changed = drift.differences(desired, current) if current is not None else []
+        if current is not None and have == digest and not changed:
             return False
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        if current is not None and have == digest:
+            # Same spec as last applied, yet the object differs: someone edited a field flaskops sets.
+            events.append(
+                _repaired(kind, name, f"was changed outside flaskops ({', '.join(changed[:3])}); put back")
+            )
+        elif current is None and existed:
+            events.append(_repaired(kind, name, "was deleted; recreated"))
+        if current is not None and changed:
+            # An apply alone cannot undo every edit: an item someone re-keyed in a list merged by key (a
+            # Service port changed from 80 to 8081) is theirs, and ours would be added beside it. A merge
+            # patch replaces such lists whole; the apply below then owns the fields again.
+            self.kube.merge_patch(kind, desired["metadata"]["namespace"], name, {"spec": desired["spec"]})
         desired["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
         self.kube.apply(desired)
         meta = desired["metadata"]
@@ -707,6 +805,23 @@ class Reconciler:
 
 def _owner(app: FlaskAppSpec) -> ownership.Owner:
     return ownership.Owner(namespace=app.namespace, name=app.name, uid=app.uid, environment=app.environment)
+
+
+# A child that makes no progress is looked at again this often (nothing else wakes the reconcile: a Job
+# whose pods a quota refuses never changes), and its pods' Warning Events are read once it has been stuck
+# this long (a pod's first seconds are noisy).
+RECHECK_SECONDS = 15.0
+STUCK_SECONDS = 20.0
+# Reasons on Migrated / Ready while a child cannot progress (the child's own reason is in the message).
+MIGRATION_BLOCKED = "MigrationBlocked"
+ROLLOUT_BLOCKED = "RolloutBlocked"
+
+# The reason of the Warning Event posted when a child someone deleted or edited is put back.
+DRIFT_REPAIRED = "DriftRepaired"
+
+
+def _repaired(kind: str, name: str, what: str) -> Event:
+    return Event("Warning", DRIFT_REPAIRED, f"{kind} '{name}' {what}")
 
 
 def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -807,7 +922,13 @@ def _unsafe(violations: list[Violation]) -> Halt:
 
 
 def _summary(
-    conds: list[dict[str, Any]], app: FlaskAppSpec, *, rolled_out: bool, stalled: bool, retrying: bool
+    conds: list[dict[str, Any]],
+    app: FlaskAppSpec,
+    *,
+    rolled_out: bool,
+    stalled: bool,
+    retrying: bool,
+    blocked: str | None = None,
 ) -> list[c.Condition]:
     """Ready, Reconciling and Stalled from the step conditions (kstatus semantics)."""
     by_type = {x["type"]: x for x in conds}
@@ -823,6 +944,9 @@ def _summary(
         missing = next((t for t in steps if t not in by_type), None)
         if missing is not None:
             blocking = {"reason": "Pending", "message": f"{missing} not evaluated yet"}
+    if blocked and not rolled_out and (blocking is None or blocking is by_type.get(names.AVAILABLE)):
+        # Unavailable (or merely rolling) because the Deployment cannot make its pods: say why.
+        blocking = {"reason": ROLLOUT_BLOCKED, "message": f"the rollout cannot progress: {blocked}"}
     if blocking is None and not rolled_out:
         blocking = {"reason": "RollingOut", "message": by_type[names.AVAILABLE]["message"]}
     if blocking is None:
@@ -873,8 +997,10 @@ def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[s
             continue
         warn = (
             (t == names.DATABASE_READY)
-            or (t == names.MIGRATED and cond["reason"] == "MigrationFailed")
-            or cond["reason"] == "InvalidSpec"
+            or (t == names.MIGRATED and cond["reason"] in ("MigrationFailed", MIGRATION_BLOCKED))
+            or (t != names.READY and cond["reason"] == "InvalidSpec")
+            # Ready speaks for itself only where no step condition does: a rollout that cannot progress.
+            or (t == names.READY and cond["reason"] == ROLLOUT_BLOCKED)
             or (t == names.AVAILABLE and was is not None and was[0] == "True")
         )
         if warn:

@@ -16,6 +16,11 @@ class RolloutView:
     replicas: int
     ready_replicas: int
     message: str
+    # Why the Deployment cannot progress, from its own conditions: ReplicaFailure (a quota or an admission
+    # plugin refused its pods) or ProgressDeadlineExceeded. None when nothing says so.
+    failure: str | None = None
+    # When the Deployment last made progress (its Progressing condition), RFC 3339; "" when unknown.
+    progressed_at: str = ""
 
 
 MISSING = RolloutView(False, None, False, False, 0, 0, "the Deployment does not exist yet")
@@ -49,4 +54,17 @@ def view(dep: Mapping[str, Any] | None) -> RolloutView:
         message = "waiting for the Deployment controller to observe the new generation"
     else:
         message = f"rolling out: {updated}/{want} updated, {avail}/{want} available, {total} total"
-    return RolloutView(True, containers[0].get("image"), rolled_out, available, total, ready, message)
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    failure = None
+    replica_failure = conds.get("ReplicaFailure") or {}
+    progressing = conds.get("Progressing") or {}
+    if replica_failure.get("status") == "True":
+        failure = (
+            f"{replica_failure.get('reason') or 'ReplicaFailure'}: {replica_failure.get('message') or ''}"
+        )
+    elif progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        failure = f"ProgressDeadlineExceeded: {progressing.get('message') or ''}"
+    progressed = str(progressing.get("lastUpdateTime") or "")
+    return RolloutView(
+        True, containers[0].get("image"), rolled_out, available, total, ready, message, failure, progressed
+    )

@@ -19,6 +19,14 @@ class Settings:
     webhook_cert_dir: str = "/tmp/flaskops-webhook"  # noqa: S108 - an emptyDir in the pod
     webhook_config_name: str = "flaskops.dev"
     webhook_failure_policy: str = "Fail"
+    # "self" mode: the certificate's lifetime, and how long before its expiry the operator makes a new
+    # one (days; fractions allowed, which the tests use to see a renewal in seconds).
+    webhook_cert_validity_days: float = 365.0
+    webhook_cert_renew_before_days: float = 30.0
+    # Prometheus /metrics (metrics.py): its own port, apart from the webhook's; 0 turns it off. 8081, not
+    # 8080: the chart's liveness endpoint (kopf's) is on 8080.
+    metrics_addr: str = "0.0.0.0"  # noqa: S104 - a pod listens on its own interface
+    metrics_port: int = 8081
     max_workers: int = 8
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
@@ -39,6 +47,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         webhook_cert_dir=e.get("FLASKOPS_WEBHOOK_CERT_DIR", d.webhook_cert_dir),
         webhook_config_name=e.get("FLASKOPS_WEBHOOK_CONFIG_NAME", d.webhook_config_name),
         webhook_failure_policy=e.get("FLASKOPS_WEBHOOK_FAILURE_POLICY", d.webhook_failure_policy),
+        webhook_cert_validity_days=float(
+            e.get("FLASKOPS_WEBHOOK_CERT_VALIDITY_DAYS", d.webhook_cert_validity_days)
+        ),
+        webhook_cert_renew_before_days=float(
+            e.get("FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS", d.webhook_cert_renew_before_days)
+        ),
+        metrics_addr=e.get("FLASKOPS_METRICS_ADDR", d.metrics_addr),
+        metrics_port=int(e.get("FLASKOPS_METRICS_PORT", d.metrics_port)),
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
@@ -58,6 +74,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if not cfg.server_check_seconds >= 1:
         raise ValueError("FLASKOPS_SERVER_CHECK_SECONDS must be at least 1")
+    if not 0 < cfg.webhook_cert_renew_before_days < cfg.webhook_cert_validity_days:
+        raise ValueError(
+            "FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS must be above 0 and below "
+            "FLASKOPS_WEBHOOK_CERT_VALIDITY_DAYS"
+        )
+    if not 0 <= cfg.metrics_port <= 65535 or (
+        cfg.metrics_port and cfg.webhook_mode != "none" and cfg.metrics_port == cfg.webhook_port
+    ):
+        raise ValueError("FLASKOPS_METRICS_PORT must be 0 (off) or a port other than the webhook's")
     if cfg.provision_concurrency < 1 or cfg.max_workers < 1:
         raise ValueError("FLASKOPS_PROVISION_CONCURRENCY and FLASKOPS_MAX_WORKERS must be at least 1")
     return cfg

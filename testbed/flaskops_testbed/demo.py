@@ -81,11 +81,13 @@ def start_operator(env: dict[str, str]) -> int:
     """The operator as a background process that outlives `make demo`; `make demo-down` stops it."""
     stop_operator()
     port = _free_port()
+    # /metrics on loopback, on a free port (the default 8081 may be taken on a developer's machine).
+    metrics_port = _free_port()
     log_path = state_dir() / "operator.log"
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{port}/healthz"],
-            env=env,
+            env={**env, "FLASKOPS_METRICS_ADDR": "127.0.0.1", "FLASKOPS_METRICS_PORT": str(metrics_port)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not killed with make's process group
@@ -107,7 +109,9 @@ def start_operator(env: dict[str, str]) -> int:
         if time.monotonic() > deadline:
             raise SystemExit(f"the operator did not become healthy in 60s; see {log_path}")
         time.sleep(0.2)
-    log(f"operator running (pid {proc.pid}, logs: {log_path})")
+    log(
+        f"operator running (pid {proc.pid}, logs: {log_path}, metrics: http://127.0.0.1:{metrics_port}/metrics)"
+    )
     return proc.pid
 
 

@@ -84,12 +84,20 @@ class OperatorProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = free_port()
+        # Its own metrics port: parallel operators on one machine must not share the default.
+        self.metrics_port = free_port()
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "FLASKOPS_METRICS_ADDR": "127.0.0.1",
+            "FLASKOPS_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
+        }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv(), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         log.close()

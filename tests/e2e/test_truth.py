@@ -170,3 +170,42 @@ def test_a_retry_of_a_migrated_app_is_seen_and_runs_nothing(
 
     wait_for(seen, timeout=60, what="the retry token recorded")
     assert len(jobs(kube, ns, "calm")) == 1
+
+
+def _quota(kube: Kube, ns: str, pods: int) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "pods", "namespace": ns},
+        "spec": {"hard": {"pods": str(pods)}},
+    }
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_quota_that_refuses_the_migration_pod_is_named_at_once(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    _quota(kube, ns, 0)
+    apps.apply(flaskapp("quota", ns, server=server, environment="testing"))
+    cond = apps.wait_reason(ns, "quota", names.MIGRATED, "MigrationBlocked", timeout=90)
+    assert "FailedCreate" in cond["message"] and "quota" in cond["message"], cond
+    assert apps.condition(ns, "quota", names.READY)["reason"] == "MigrationBlocked"
+    assert any(e["reason"] == "MigrationBlocked" and e["type"] == "Warning" for e in apps.events(ns, "quota"))
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_quota_that_refuses_new_web_pods_blocks_the_rollout_by_name(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    body = flaskapp("scaled", ns, server=server, environment="testing")
+    apps.apply(body)
+    apps.wait(ns, "scaled", timeout=180)
+    _quota(kube, ns, 2)  # the two web pods run; a third is refused
+    body["spec"]["replicas"] = 3
+    apps.apply(body)
+    cond = apps.wait_reason(ns, "scaled", names.READY, "RolloutBlocked", timeout=90)
+    assert "FailedCreate" in cond["message"] and "quota" in cond["message"], cond
+    assert any(e["reason"] == "RolloutBlocked" and e["type"] == "Warning" for e in apps.events(ns, "scaled"))

@@ -32,3 +32,24 @@ def test_values_are_read():
 def test_unusable_values_are_refused_by_name(env, named):
     with pytest.raises(ValueError, match=named):
         from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS": "400"}, "FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS"),
+        ({"FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS": "0"}, "FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS"),
+        ({"FLASKOPS_METRICS_PORT": "70000"}, "FLASKOPS_METRICS_PORT"),
+        (
+            {"FLASKOPS_WEBHOOK": "certs", "FLASKOPS_WEBHOOK_PORT": "9000", "FLASKOPS_METRICS_PORT": "9000"},
+            "FLASKOPS_METRICS_PORT",
+        ),
+    ],
+)
+def test_unusable_metrics_and_certificate_values_are_refused_by_name(env, named):
+    with pytest.raises(ValueError, match=named):
+        from_env(env)
+
+
+def test_metrics_port_zero_turns_the_endpoint_off():
+    assert from_env({"FLASKOPS_METRICS_PORT": "0"}).metrics_port == 0

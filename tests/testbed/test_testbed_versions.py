@@ -36,6 +36,7 @@ TESTBED = paths.TESTBED_SRC
         ("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION"),
         ("helm", V["HELM_MODULE"], "HELM_VERSION"),
         ("helm-docs", V["HELM_DOCS_MODULE"], "HELM_DOCS_VERSION"),
+        ("promrules", V["PROMETHEUS_MODULE"], "PROMETHEUS_VERSION"),
     ],
 )
 def test_go_mod_pins_the_version_in_versions_env(module: str, dependency: str, key: str) -> None:

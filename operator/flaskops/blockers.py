@@ -1,0 +1,90 @@
+"""Why a child makes no progress: the Warning Events Kubernetes posts about it and its pods.
+
+The Job controller posts FailedCreate on a Job whose pods a ResourceQuota or an admission plugin refuses;
+the scheduler posts FailedScheduling, and the kubelet Failed (image pull, a missing Secret key) or BackOff
+on a pod. None of that shows in the Job's or Deployment's status until a deadline passes (600 s by
+default), so the reconcile reads these Events while a child is stuck and names the cause at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Reasons that keep a pod from ever running as it is. Not "Unhealthy": a failing readiness probe is normal
+# for the first seconds of every pod, and an app that never turns ready shows as unavailable anyway.
+POD_BLOCKERS = frozenset(
+    {
+        "Failed",
+        "BackOff",
+        "FailedScheduling",
+        "FailedMount",
+        "FailedCreatePodSandBox",
+        "InspectFailed",
+        "ErrImageNeverPull",
+        "FailedCreatePodContainer",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    kind: str  # the object the Event is about: Job, Pod
+    name: str
+    reason: str  # the Event's reason, e.g. FailedCreate, FailedScheduling, Failed
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.reason} ({self.kind} {self.name}): {self.message}"
+
+
+def for_job(events: Iterable[Mapping[str, Any]], job: str, since: str) -> Blocker | None:
+    """The newest Warning (at or after `since`, RFC 3339) about Job `job` or one of its pods (`<job>-xxxxx`)."""
+    pod = re.compile(rf"^{re.escape(job)}-[a-z0-9]{{5}}$")
+    return _newest(
+        events,
+        since,
+        lambda kind, name, reason: (
+            (kind == "Job" and name == job and reason == "FailedCreate")
+            or (kind == "Pod" and bool(pod.match(name)) and reason in POD_BLOCKERS)
+        ),
+    )
+
+
+def for_deployment(events: Iterable[Mapping[str, Any]], deployment: str, since: str) -> Blocker | None:
+    """The newest Warning (at or after `since`) about a pod of Deployment `deployment`.
+
+    Its pods are named `<deployment>-<pod-template-hash>-<5 chars>`: the pattern matches no pod of another
+    Deployment whose name merely starts with this one (`shop-api-…` has a dash in its hash position).
+    """
+    pod = re.compile(rf"^{re.escape(deployment)}-[a-z0-9]+-[a-z0-9]{{5}}$")
+    return _newest(
+        events,
+        since,
+        lambda kind, name, reason: kind == "Pod" and bool(pod.match(name)) and reason in POD_BLOCKERS,
+    )
+
+
+def _newest(events: Iterable[Mapping[str, Any]], since: str, relevant: Any) -> Blocker | None:
+    best: tuple[str, Blocker] | None = None
+    since = since[:19]
+    for ev in events:
+        if ev.get("type") != "Warning":
+            continue
+        obj = ev.get("involvedObject") or ev.get("regarding") or {}
+        kind, name, reason = str(obj.get("kind", "")), str(obj.get("name", "")), str(ev.get("reason", ""))
+        when = _time(ev)
+        if when < since or not relevant(kind, name, reason):
+            continue
+        if best is None or when >= best[0]:
+            best = (when, Blocker(kind, name, reason, str(ev.get("message") or ev.get("note") or "").strip()))
+    return best[1] if best else None
+
+
+def _time(ev: Mapping[str, Any]) -> str:
+    """When an Event last happened, as RFC 3339 text (second precision compares as text)."""
+    series = (ev.get("series") or {}).get("lastObservedTime")
+    stamp = series or ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp") or ""
+    return str(stamp)[:19]

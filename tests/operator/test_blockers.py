@@ -1,0 +1,91 @@
+"""blockers: which Warning Event names why a migration Job or a rollout makes no progress (plain data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flaskops import blockers, rollout
+
+
+def _event(
+    kind: str, name: str, reason: str, at: str, type_: str = "Warning", msg: str = "m"
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "reason": reason,
+        "message": msg,
+        "involvedObject": {"kind": kind, "name": name},
+        "lastTimestamp": at,
+    }
+
+
+JOB = "shop-migrate-0123456789"
+
+
+def test_a_quota_refusal_of_the_jobs_pod_is_named() -> None:
+    events = [_event("Job", JOB, "FailedCreate", "2026-01-01T00:00:05Z", msg="exceeded quota: pods")]
+    got = blockers.for_job(events, JOB, since="2026-01-01T00:00:00Z")
+    assert got is not None and got.reason == "FailedCreate" and "exceeded quota" in got.describe()
+
+
+def test_the_newest_pod_warning_wins_and_older_ones_are_ignored() -> None:
+    events = [
+        _event("Pod", f"{JOB}-abcde", "FailedScheduling", "2026-01-01T00:00:05Z"),
+        _event("Pod", f"{JOB}-abcde", "Failed", "2026-01-01T00:00:09Z", msg="ErrImagePull"),
+        _event("Pod", f"{JOB}-zzzzz", "Failed", "2025-12-31T23:00:00Z", msg="an earlier Job's"),
+    ]
+    got = blockers.for_job(events, JOB, since="2026-01-01T00:00:00Z")
+    assert got is not None and got.message == "ErrImagePull"
+
+
+def test_normal_events_probes_and_other_objects_are_not_blockers() -> None:
+    events = [
+        _event("Pod", f"{JOB}-abcde", "Pulled", "2026-01-01T00:00:05Z", type_="Normal"),
+        _event("Pod", f"{JOB}-abcde", "Unhealthy", "2026-01-01T00:00:05Z"),
+        _event("Pod", f"{JOB}x-abcde", "Failed", "2026-01-01T00:00:05Z"),
+        _event("Job", "other", "FailedCreate", "2026-01-01T00:00:05Z"),
+    ]
+    assert blockers.for_job(events, JOB, since="2026-01-01T00:00:00Z") is None
+
+
+def test_deployment_pods_match_only_this_deployment() -> None:
+    events = [
+        _event("Pod", "shop-api-7d9f8c6b5-abcde", "Failed", "2026-01-01T00:00:05Z", msg="another app's"),
+        _event("Pod", "shop-migrate-0123456789-abcde", "Failed", "2026-01-01T00:00:05Z", msg="the Job's"),
+    ]
+    assert blockers.for_deployment(events, "shop", since="2026-01-01T00:00:00Z") is None
+    events.append(
+        _event("Pod", "shop-7d9f8c6b5-abcde", "FailedScheduling", "2026-01-01T00:00:06Z", msg="0/2 nodes")
+    )
+    got = blockers.for_deployment(events, "shop", since="2026-01-01T00:00:00Z")
+    assert got is not None and got.message == "0/2 nodes"
+
+
+def test_a_replica_failure_of_the_deployment_is_its_failure() -> None:
+    dep = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"image": "shop:1"}]}}},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "conditions": [
+                {"type": "Available", "status": "True"},
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": "exceeded quota",
+                },
+                {"type": "Progressing", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"},
+            ],
+        },
+    }
+    view = rollout.view(dep)
+    assert view.failure == "FailedCreate: exceeded quota" and view.progressed_at == "2026-01-01T00:00:00Z"
+    dep["status"]["conditions"][1]["status"] = "False"
+    dep["status"]["conditions"][2] = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+    }
+    assert (rollout.view(dep).failure or "").startswith("ProgressDeadlineExceeded")
