@@ -17,6 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 help:
 	@echo "make demo   - local PostgreSQL + control plane + a real node, the operator, the example to Ready, a URL to open"
+	@echo "             (KUBECONFIG set: only with DEMO_ARGS=--use-kubeconfig-cluster; see README)"
 	@echo "make test   - install everything into $(VENV), build/reuse the testbed, run the whole suite"
 	@echo "make bench  - run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make app-demo - just the guestbook: local PostgreSQL, migrations, Gunicorn on 127.0.0.1:$(APP_DEMO_PORT)"
@@ -74,7 +75,7 @@ test-fast: venv pgbouncer
 	$(BIN)/python -m pytest tests/app tests/operator $(PYTEST_ARGS)
 
 demo: venv testbed images
-	$(BIN)/python -m flaskops_testbed demo
+	$(BIN)/python -m flaskops_testbed demo $(DEMO_ARGS)
 
 demo-down: venv
 	$(BIN)/python -m flaskops_testbed down

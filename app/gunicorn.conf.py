@@ -6,6 +6,7 @@ Every value can come from the environment; command-line flags (what the flaskops
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from typing import Any
@@ -78,6 +79,18 @@ def on_starting(server: Any) -> None:
     import guestbook  # noqa: F401
 
     _reset_metrics_dir()
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Move everything the master holds into the collector's permanent generation before each fork.
+
+    A worker's collector then never walks the ~90 MB of objects it inherited: not in its full
+    collections, and not in the one at interpreter exit, after max_requests. Walking them wrote to
+    every page of them (copy-on-write: each worker ended up copying the master's heap) and cost a
+    worker ~150-200 ms of CPU to exit, ~0.2 ms per request it had served. The objects stay shared,
+    and the worker collects what it creates itself as usual. (Python's gc.freeze documentation.)
+    """
+    gc.freeze()
 
 
 # Read-only root filesystem: heartbeat files in memory, and no control socket in $HOME (25.1+).

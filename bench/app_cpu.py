@@ -1,4 +1,4 @@
-"""CPU per request of the guestbook and the bare app, in-process: no Gunicorn, no HTTP, no wrk.
+"""CPU per request of the guestbook, the bare app and Flask alone, in-process: no Gunicorn, no HTTP, no wrk.
 
     python -m bench.app_cpu [APP_DIR]     # APP_DIR: another tree of the app (e.g. a `git archive`)
 
@@ -82,7 +82,7 @@ def main(app_dir: Path) -> None:
         os.environ["DATABASE_URL"] = url  # the bare app's
         import flask_migrate
 
-        from bench import bare_wsgi
+        from bench import bare_wsgi, flask_alone
         from guestbook import create_app
         from guestbook.extensions import db
 
@@ -102,9 +102,9 @@ def main(app_dir: Path) -> None:
                 "FROM generate_series(1, 200) AS g"
             )
         print(f"app: {app_dir}")
-        for name, wsgi in (("guestbook", app), ("bare", bare_wsgi.app)):
+        for name, wsgi in (("guestbook", app), ("bare", bare_wsgi.app), ("Flask alone", flask_alone.app)):
             for path in ("/livez", "/api/entries"):
-                print(f"{name:10} {path:13} {cpu_us(wsgi, path):8.1f} µs CPU per request")
+                print(f"{name:11} {path:13} {cpu_us(wsgi, path):8.1f} µs CPU per request")
         with app.app_context():
             db.engine.dispose()
     finally:

@@ -33,6 +33,8 @@ CONNECTIONS = 16
 WRK_THREADS = 1  # wrk shares the 2 cores with Gunicorn and PostgreSQL: one thread is enough
 SEED_ROWS = 200
 HEADERS = ["X-Forwarded-Proto: https"]
+# The bare app's work behind Flask and nothing else (bench/flask_alone.py): the floor for a Flask app.
+FLASK_ALONE = "Flask alone"
 
 
 def _bin(name: str) -> str:
@@ -177,6 +179,7 @@ def run(pg: Any, work: Path, variants: list[tuple[str, Path]] | None = None) -> 
     cases: list[tuple[str, str, dict[str, str], Path, list[str]]] = [
         ("guestbook", "wsgi:app", {"ENTRIES_CACHE_SECONDS": "0"}, app_dir, ["/api/entries", "/livez"]),
         ("bare", "bench.bare_wsgi:app", {}, app_dir, ["/api/entries", "/livez"]),
+        (FLASK_ALONE, "bench.flask_alone:app", {}, app_dir, ["/api/entries", "/livez"]),
     ]
     for label, directory in variants or []:
         env = {"ENTRIES_CACHE_SECONDS": "0", "PYTHONPATH": f"{directory}:{ROOT}"}
@@ -226,7 +229,9 @@ def run(pg: Any, work: Path, variants: list[tuple[str, Path]] | None = None) -> 
         },
         "rows": rows,
         "ratios": ratios,
-        "variant_ratios": {label: _ratios(rounds, label) for label, _ in variants or []},
+        "variant_ratios": {
+            label: _ratios(rounds, label) for label in [FLASK_ALONE, *(label for label, _ in variants or [])]
+        },
         "rounds": ROUNDS,
         "loadavg": list(os.getloadavg()),
     }

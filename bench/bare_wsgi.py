@@ -27,7 +27,7 @@ def _connection() -> psycopg.Connection[Any]:
     return _conn
 
 
-def _entries() -> bytes:
+def entries_json() -> bytes:
     rows = _connection().execute(SQL).fetchall()
     entries = [
         {
@@ -47,7 +47,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if path == "/livez":
         body = b'{"status":"ok"}\n'
     elif path == "/api/entries":
-        body = _entries()
+        body = entries_json()
     else:
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [b'{"error":"Not Found"}']

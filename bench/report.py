@@ -289,7 +289,9 @@ def _http_section(http: dict[str, Any]) -> list[str]:
         f"on loopback after a 2 s warm-up{rounds}; {st['seed_rows']} rows, 50 returned per request. The guestbook "
         "runs APP_ENV=production behind one trusted proxy (`X-Forwarded-Proto: https`), list cache off "
         "(`ENTRIES_CACHE_SECONDS=0`) so every request reads PostgreSQL. The bare app (bench/bare_wsgi.py) "
-        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON."
+        "runs the same SELECT with psycopg 3 on one autocommit connection per worker and writes the same JSON. "
+        "`Flask alone` (bench/flask_alone.py) is the bare app's work behind Flask with nothing else (no "
+        "extension, hook or middleware): how close to the bare app any Flask app gets on this machine."
         + (
             " Server CPU per request: the CPU time of the app's Gunicorn processes (reaped workers included) "
             "and of PostgreSQL during the run, over the requests served; it moves less than throughput "
@@ -306,7 +308,7 @@ def _http_section(http: dict[str, Any]) -> list[str]:
         + (f" {http['note']}" if http.get("note") else ""),
         "",
         *[
-            f"Variant `{label}` / bare: `/api/entries` {_x(v['/api/entries']['rps'])}{cpu(v['/api/entries'])}, "
+            f"`{label}` / bare: `/api/entries` {_x(v['/api/entries']['rps'])}{cpu(v['/api/entries'])}, "
             f"`/livez` {_x(v['/livez']['rps'])}{cpu(v['/livez'])}."
             for label, v in http.get("variant_ratios", {}).items()
         ],

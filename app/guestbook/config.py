@@ -223,6 +223,11 @@ class BaseConfig:
         if self.DB_POOLER not in POOLERS:
             r.problems.append(f"DB_POOLER={self.DB_POOLER!r} is not one of {', '.join(POOLERS)}")
             self.DB_POOLER = "none"
+        # Migrations (migrations/env.py): how long one DDL statement may wait for a table lock while
+        # reads queue behind it, and how often the whole upgrade is retried when it times out.
+        self.MIGRATION_LOCK_TIMEOUT_MS = r.integer("MIGRATION_LOCK_TIMEOUT_MS", 5000)
+        self.MIGRATION_LOCK_RETRIES = r.integer("MIGRATION_LOCK_RETRIES", 5)
+        self.MIGRATION_LOCK_RETRY_DELAY_MS = r.integer("MIGRATION_LOCK_RETRY_DELAY_MS", 1000)
         self._url = url
         self.READYZ_TIMEOUT_MS = r.integer("READYZ_TIMEOUT_MS", 1000, minimum=1)
         self.SQLALCHEMY_ENGINE_OPTIONS = self.engine_options(r)

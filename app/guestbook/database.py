@@ -115,10 +115,12 @@ def read(statement: Select, parameters: Mapping[str, Any] | None = None) -> Sequ
     transaction), with tracing on (its SQL spans come from SQLAlchemy), or when tests bind the app
     to one connection.
     """
-    bind = db.session.get_bind()
+    bind = db.engine  # what db.session.get_bind() answers for a statement without a bind key
     if (
         not isinstance(bind, Engine)
-        or db.session().in_transaction()
+        # Only a session this request already made can be in a transaction: asking db.session()
+        # would make one (and its teardown close it), ~25 µs for a request that never needs it.
+        or (db.session.registry.has() and db.session().in_transaction())
         or current_app.config["DB_POOLER"] == "transaction"
         or current_app.config["TRACING"]  # SQL spans come from SQLAlchemy's instrumentation
     ):

@@ -1,7 +1,9 @@
 """Entry use cases shared by the JSON API and the HTML pages: validate, create, get, list (cached).
 
-Entries leave this module as plain dicts in the API's shape (schemas.Entry): reads select columns,
-not ORM objects, since nothing here changes what it reads.
+Entries leave this module as plain dicts in the API's shape (schemas.Entry), times as aware
+``datetime``s: reads select columns, not ORM objects, since nothing here changes what it reads. The
+API writes the times as ISO 8601 (api.entry_json); formatting 100 of them here with
+``isoformat()`` cost ~100 µs of a list request.
 """
 
 from __future__ import annotations
@@ -30,14 +32,8 @@ _ONE = select(*_COLUMNS).where(Entry.id == bindparam("id"))
 
 
 def as_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """One (id, author, message, created_at, updated_at) row in the API's shape (ISO 8601 times)."""
-    return {
-        "id": row[0],
-        "author": row[1],
-        "message": row[2],
-        "created_at": row[3].isoformat(),
-        "updated_at": row[4].isoformat(),
-    }
+    """One (id, author, message, created_at, updated_at) row in the API's shape (times as datetimes)."""
+    return {"id": row[0], "author": row[1], "message": row[2], "created_at": row[3], "updated_at": row[4]}
 
 
 def validate(data: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:

@@ -22,9 +22,22 @@ class CachedTalisman(Talisman):
     def init_app(self, app: Any, **options: Any) -> None:
         super().init_app(app, **options)
         self._computed: dict[tuple[str | None, bool], list[tuple[str, str]]] = {}
+        self._forces_https: dict[str | None, bool] = {}
         if not self.content_security_policy_nonce_in:
             # Without a nonce the hook has nothing to do: not running it saves a call per request.
             app.before_request_funcs[None].remove(self._make_nonce)
+
+    def _force_https(self) -> Response | None:
+        """Talisman's redirect to HTTPS, its per-endpoint ``force_https`` option read once."""
+        if self.session_cookie_secure and not self.app.debug:
+            self.app.config["SESSION_COOKIE_SECURE"] = True  # as Talisman does on every request
+        forces = self._forces_https.get(request.endpoint)
+        if forces is None:
+            forces = self._forces_https[request.endpoint] = bool(self._get_local_options()["force_https"])
+        if not forces or self.app.debug or request.is_secure:
+            return None
+        # Plain HTTP where HTTPS is forced: Talisman's own checks (X-Forwarded-Proto too) and redirect.
+        return super()._force_https()
 
     def _set_response_headers(self, response: Response) -> Response:
         if self.content_security_policy_nonce_in:

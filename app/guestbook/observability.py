@@ -65,7 +65,7 @@ def configure_logging(app: Flask) -> None:
 
 
 def _assign_request_id() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # REQUEST_ID_HEADER, as the WSGI server names it
     # 128 random bits as 32 hex digits, like uuid4().hex, without building a UUID object.
     g.request_id = given if given and _VALID_REQUEST_ID.match(given) else secrets.token_hex(16)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from flask import Flask, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, Response, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -86,6 +86,19 @@ class SessionInterface(SecureCookieSessionInterface):
             self._built = (keys, super().get_signing_serializer(app))
         return self._built[1]
 
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # No Cookie header: the empty session Flask would make, without parsing cookies first.
+        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app) is not None:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # Empty and never read or changed: Flask sets no cookie and no Vary, after reading seven
+        # cookie settings to find that out.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
 
 def register_security(app: Flask) -> None:
     app.session_interface = SessionInterface()
@@ -94,6 +107,10 @@ def register_security(app: Flask) -> None:
     # methods it checks (WTF_CSRF_METHODS), with the same exemptions.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     csrf.init_app(app)
+    if not app.config["WTF_CSRF_CHECK_DEFAULT"]:
+        # Flask-WTF registers its hook anyway, and it returns at once for every request then.
+        hooks = app.before_request_funcs[None]
+        hooks[:] = [f for f in hooks if f.__qualname__ != "CSRFProtect.init_app.<locals>.csrf_protect"]
     # See api.py: JSON-only, no ambient authority, so a CSRF token would protect nothing.
     csrf.exempt(api_bp)
     unsafe = frozenset(app.config["WTF_CSRF_METHODS"])

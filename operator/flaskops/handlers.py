@@ -143,6 +143,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors[("apps", "v1", "deployments")] = selector
     settings.watching.label_selectors[("v1", "secrets")] = selector
     settings.watching.label_selectors[("v1", "services")] = selector
+    if CONFIG.server_selector:  # FLASKOPS_POSTGRESSERVER_SELECTOR: other PostgresServers are never seen
+        settings.watching.label_selectors[(names.GROUP, names.POSTGRESSERVER_PLURAL)] = CONFIG.server_selector
     settings.execution.max_workers = CONFIG.max_workers
     # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
     settings.posting.reporting_component = names.MANAGED_BY

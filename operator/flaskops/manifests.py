@@ -217,6 +217,70 @@ def gunicorn_command(app: FlaskAppSpec) -> list[str]:
     ]
 
 
+# The image contract's statement timeout: the variable, and the reference app's default when it is unset
+# (app/guestbook/config.py; tests/operator/test_manifests.py checks they agree).
+STATEMENT_TIMEOUT_VAR = "DB_STATEMENT_TIMEOUT_MS"
+APP_STATEMENT_TIMEOUT_MS = 15_000
+
+
+def user_statement_timeout(app: FlaskAppSpec) -> Mapping[str, Any] | None:
+    """The user's DB_STATEMENT_TIMEOUT_MS entry of spec.env (core/v1 EnvVar), or None."""
+    for entry in app.env:
+        if entry.get("name") == STATEMENT_TIMEOUT_VAR:
+            return entry
+    return None
+
+
+def derived_statement_timeout_ms(app: FlaskAppSpec) -> int | None:
+    """Milliseconds of DB_STATEMENT_TIMEOUT_MS the operator gives the web container, or None for none.
+
+    A statement must be cancelled (and answered by the app, cleanly) before Gunicorn kills a silent
+    worker after ``spec.gunicorn.timeout`` seconds (an HTML 500 and a lost worker), so the app gets
+    ``timeout - 1 s`` (half the timeout when that is 1 s) when that is below its 15 s default. None when
+    the default already is below (timeout >= 16 s: the pod template of such apps is unchanged) or when the
+    user set the variable in spec.env (the webhook refuses a literal value not below the timeout).
+    """
+    if user_statement_timeout(app) is not None:
+        return None
+    timeout_ms = app.gunicorn.timeout * 1000
+    below = timeout_ms - min(1000, timeout_ms // 2)
+    return below if below < APP_STATEMENT_TIMEOUT_MS else None
+
+
+def statement_timeout_conflict(app: FlaskAppSpec) -> str | None:
+    """Why the user's DB_STATEMENT_TIMEOUT_MS contradicts spec.gunicorn.timeout, or None.
+
+    An empty value is the app's default (15 s). 0 (no statement timeout from the app: e.g.
+    ``ALTER ROLE … SET statement_timeout`` behind PgBouncer), a value from a Secret or ConfigMap, and a
+    non-number (the app refuses to start with it) are not judged here.
+    """
+    entry = user_statement_timeout(app)
+    if entry is None or "valueFrom" in entry:
+        return None
+    raw = str(entry.get("value") or "").strip()
+    if raw and not raw.isdigit():
+        return None
+    value, timeout_ms = (int(raw) if raw else APP_STATEMENT_TIMEOUT_MS), app.gunicorn.timeout * 1000
+    if value == 0 or value < timeout_ms:
+        return None
+    shown = raw if raw else f'"" (the app\'s default, {APP_STATEMENT_TIMEOUT_MS})'
+    return (
+        f"spec.env {STATEMENT_TIMEOUT_VAR}={shown} is not below spec.gunicorn.timeout={app.gunicorn.timeout} s "
+        f"({timeout_ms} ms): Gunicorn would kill the worker before the statement timeout answers; set "
+        f"{STATEMENT_TIMEOUT_VAR} below {timeout_ms}, raise spec.gunicorn.timeout, or drop the variable "
+        "(the operator then passes one below the worker timeout)"
+    )
+
+
+def web_env(app: FlaskAppSpec) -> list[dict[str, Any]]:
+    """The web container's environment: the image contract's, PORT, and a consistent statement timeout."""
+    env = [*app_env(app), {"name": "PORT", "value": str(app.port)}]
+    derived = derived_statement_timeout_ms(app)
+    if derived is not None:
+        env.append({"name": STATEMENT_TIMEOUT_VAR, "value": str(derived)})
+    return env
+
+
 def web_selector(app: FlaskAppSpec) -> dict[str, str]:
     return {names.LABEL_APP: app.name, names.LABEL_COMPONENT: "web"}
 
@@ -229,7 +293,7 @@ def deployment(app: FlaskAppSpec, image: str, secrets_checksum: str) -> dict[str
         "name": "web",
         "image": image,
         "command": gunicorn_command(app),
-        "env": [*app_env(app), {"name": "PORT", "value": str(app.port)}],
+        "env": web_env(app),
         "ports": [{"name": port_name, "containerPort": app.port, "protocol": "TCP"}],
         # 5s > the app's 3s database connect timeout, so an unreachable database answers 503, not a probe timeout.
         "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},

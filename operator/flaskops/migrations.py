@@ -20,6 +20,9 @@ class JobView:
     completed_at: str | None
     message: str
     ready: int = 0  # pods running and ready (Job status.ready)
+    # Whether no migration container runs or has run: no pod ready, none succeeded or failed (a pod may
+    # be pending: refused by a quota, unschedulable, or pulling its image).
+    never_ran: bool = False
     created_at: str = ""
 
 
@@ -53,6 +56,8 @@ def view(job: Mapping[str, Any]) -> JobView:
         completed_at=completed,
         message=message,
         ready=int(status.get("ready") or 0),
+        never_ran=outcome == RUNNING
+        and not any(int(status.get(k) or 0) for k in ("ready", "succeeded", "failed")),
         created_at=str((job.get("metadata") or {}).get("creationTimestamp") or ""),
     )
 

@@ -572,6 +572,19 @@ class Reconciler:
         mine = next((j for j in jobs if j["metadata"]["name"] == job_name), None)
         if mine is None:
             busy = migrations.running_other_than(jobs, job_name)
+            if busy is not None and busy.never_ran:
+                # The spec moved on from a Job whose container never started (a quota, an image that does
+                # not pull): nothing of it ran, so it goes rather than hold the new migration until its
+                # deadline. A migration that runs is never killed: the new one waits for it.
+                self.kube.delete("Job", app.namespace, busy.name)
+                events.append(
+                    Event(
+                        "Normal",
+                        MIGRATION_ABANDONED,
+                        f"deleted Job '{busy.name}' ({busy.image}): it never started and the spec moved on",
+                    )
+                )
+                busy = None
             if busy is not None:
                 return c.false(
                     names.MIGRATED,
@@ -814,6 +827,8 @@ RECHECK_SECONDS = 15.0
 STUCK_SECONDS = 20.0
 # Reasons on Migrated / Ready while a child cannot progress (the child's own reason is in the message).
 MIGRATION_BLOCKED = "MigrationBlocked"
+# The Event when a superseded migration Job that never started is deleted.
+MIGRATION_ABANDONED = "MigrationAbandoned"
 ROLLOUT_BLOCKED = "RolloutBlocked"
 
 # The reason of the Warning Event posted when a child someone deleted or edited is put back.

@@ -33,6 +33,9 @@ class Settings:
     connect_timeout: int = 5
     # Seconds between checks of a healthy PostgresServer (a failing one is retried sooner, with backoff).
     server_check_seconds: float = 60.0
+    # A label selector (kubectl -l syntax): the operator then sees, indexes and annotates only the
+    # PostgresServers it selects. The demo sets it on a cluster it shares, so the user's servers stay untouched.
+    server_selector: str = ""
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +62,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
         server_check_seconds=float(e.get("FLASKOPS_SERVER_CHECK_SECONDS", d.server_check_seconds)),
+        server_selector=e.get("FLASKOPS_POSTGRESSERVER_SELECTOR", d.server_selector).strip(),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")

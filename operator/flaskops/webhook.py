@@ -6,9 +6,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import budget, credentials, dburl, ownership, tenancy
+from . import budget, credentials, dburl, manifests, ownership, tenancy
 from .safety import WEBHOOK_RULES, OtherApp, Violation, check_pairing
 from .spec import parse_flaskapp
+
+# The rule a refusal names when spec.env's DB_STATEMENT_TIMEOUT_MS is not below spec.gunicorn.timeout.
+TIMEOUTS_CONTRADICT = "TimeoutsContradict"
 
 
 @dataclass
@@ -32,7 +35,8 @@ def review(
     """The same rules reconcile enforces, and advice that does not block.
 
     Judged here: the pairing rules S1-S5 (S6 needs the database), reserved database/role names, and the
-    PostgresServer's allowedNamespaces for the app's namespace (`namespace_labels` None: not seen yet).
+    PostgresServer's allowedNamespaces for the app's namespace (`namespace_labels` None: not seen yet), and a
+    literal spec.env DB_STATEMENT_TIMEOUT_MS not below spec.gunicorn.timeout (TimeoutsContradict).
     Ownership of an existing role or database needs the server and is judged by reconcile.
     """
     app = parse_flaskapp(body)
@@ -81,6 +85,9 @@ def review(
             "database.existingSecret: the pairing rules are checked when the operator reads the Secret, "
             "not at admission"
         )
+    conflict = manifests.statement_timeout_conflict(app)
+    if conflict is not None:
+        out.violations.append(Violation(TIMEOUTS_CONTRADICT, conflict))
     if app.environment == "production":
         if app.replicas < 2:
             out.warnings.append("spec.replicas below 2 in production: a node drain interrupts service")

@@ -7,6 +7,7 @@ Adding a subcommand is one function: decorate it with `@command("name", "help")`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -68,25 +69,48 @@ def up(args: argparse.Namespace) -> int:
 def down(args: argparse.Namespace) -> int:
     from flaskops_testbed import demo
 
-    demo.stop_operator()
-    kwok.stop(args.name)
+    given = os.environ.get("KUBECONFIG")
+    if given and not demo.is_testbed_kubeconfig(given):
+        # Someone else's cluster: remove only what the demo created there, and leave the local one be.
+        demo.down_kubeconfig_cluster(given)
+    else:
+        demo.stop_operator()
+        kwok.stop(args.name)
     others = kwok.live_clusters()
     if others:
         # The PostgreSQL server is shared by every local cluster (demo, test sessions): keep it for them.
-        kwok.log(f"stopped cluster {args.name!r}; PostgreSQL stays up for running clusters {others}")
+        done = (
+            "stopped the demo"
+            if given and not demo.is_testbed_kubeconfig(given)
+            else f"stopped cluster {args.name!r}"
+        )
+        kwok.log(f"{done}; PostgreSQL stays up for running clusters {others}")
         return 0
     LocalPostgres(default_base_dir()).stop()
     kwok.log("stopped")
     return 0
 
 
+def _consent(parser: argparse.ArgumentParser) -> None:
+    from flaskops_testbed.demo import CONSENT_FLAG, NAMESPACE
+
+    parser.add_argument(
+        CONSENT_FLAG,
+        action="store_true",
+        help=f"allow the demo on the cluster KUBECONFIG names (not the local testbed): it creates namespace "
+        f"{NAMESPACE} and objects of its own there, labelled, and changes nothing it did not create",
+    )
+
+
 @command(
-    "demo", "the main job: PostgreSQL, cluster, operator, the example FlaskApp until Ready", [_cluster_name]
+    "demo",
+    "the main job: PostgreSQL, cluster, operator, the example FlaskApp until Ready",
+    [_cluster_name, _consent],
 )
 def demo(args: argparse.Namespace) -> int:
     from flaskops_testbed import demo as demo_module
 
-    return demo_module.run(args.name)
+    return demo_module.run(args.name, use_kubeconfig_cluster=args.use_kubeconfig_cluster)
 
 
 @command("status", "say what is running", [_cluster_name])

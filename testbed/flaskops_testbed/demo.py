@@ -30,11 +30,20 @@ from flaskops_testbed import images, node, paths
 from flaskops_testbed.postgres import LocalPostgres, default_base_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "demo"
+# Names of the demo's own, never the README's `main` / `flaskops-system/pg-admin` (a user's cluster may
+# well have those): the demo changes only objects that carry DEMO_LABELS.
+NAMESPACE = "flaskops-demo"
 APP = "guestbook"
-ADMIN_NAMESPACE = "flaskops-system"
-ADMIN_SECRET = "pg-admin"
-SERVER = "main"
+SERVER = "flaskops-demo"
+ADMIN_NAMESPACE = NAMESPACE
+ADMIN_SECRET = "flaskops-demo-pg-admin"
+DEMO_LABELS = {"app.kubernetes.io/created-by": "flaskops-demo"}
+# What a user passes to let the demo use the cluster KUBECONFIG names (not the local testbed).
+CONSENT_FLAG = "--use-kubeconfig-cluster"
+
+
+class DemoRefused(RuntimeError):
+    """The cluster holds objects with the demo's names that the demo did not create; nothing was changed."""
 
 
 def log(message: str) -> None:
@@ -66,6 +75,194 @@ def _apply(env: dict[str, str], body: dict[str, Any]) -> None:
     _kubectl(env, "apply", "-f", "-", input=yaml.safe_dump(body))
 
 
+# --- the demo's own objects: checked before any write, labelled, removed by `make demo-down` ---------------
+
+
+@dataclass(frozen=True)
+class DemoObject:
+    """One object the demo writes: its kubectl resource, name and namespace (None: cluster-scoped)."""
+
+    resource: str
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        kind = self.resource.split(".")[0].rstrip("s")
+        return f"{kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+# In the order they are created; removed in reverse.
+DEMO_OBJECTS = (
+    DemoObject("namespaces", NAMESPACE),
+    DemoObject("secrets", ADMIN_SECRET, ADMIN_NAMESPACE),
+    DemoObject("postgresservers.flaskops.dev", SERVER),
+    DemoObject("flaskapps.flaskops.dev", APP, NAMESPACE),
+)
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    """Where the operator and the pods reach the demo's PostgreSQL, and its admin credentials."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def labelled(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the demo's labels added to its metadata (a copy)."""
+    meta = dict(body.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), **DEMO_LABELS}
+    return {**body, "metadata": meta}
+
+
+def is_ours(body: dict[str, Any]) -> bool:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in DEMO_LABELS.items())
+
+
+def get_object(env: dict[str, str], obj: DemoObject) -> dict[str, Any] | None:
+    """The object as the API server has it, or None when it (or its CRD) does not exist."""
+    args = ["get", obj.resource, obj.name, "-o", "json", "--ignore-not-found"]
+    if obj.namespace:
+        args += ["-n", obj.namespace]
+    result = subprocess.run(
+        [str(paths.tool("kubectl")), *args], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        if "doesn't have a resource type" in result.stderr:  # the CRD is not installed: no such object
+            return None
+        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+    found: dict[str, Any] | None = json.loads(result.stdout) if result.stdout.strip() else None
+    return found
+
+
+def not_ours(env: dict[str, str]) -> list[DemoObject]:
+    """The demo's names that the cluster already uses for objects the demo did not create."""
+    return [obj for obj in DEMO_OBJECTS if (body := get_object(env, obj)) is not None and not is_ours(body)]
+
+
+def refusal(objects: list[DemoObject]) -> str:
+    label = ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())
+    return (
+        f"refusing to run the demo: this cluster already has {', '.join(map(str, objects))} without the "
+        f"label {label}. The demo did not create them and changes nothing it did not create; remove or "
+        "rename them, or run the demo on the local testbed (unset KUBECONFIG)"
+    )
+
+
+def apply_crds(env: dict[str, str]) -> None:
+    """Install the CRDs when they are missing (labelled as the demo's); installed ones of anyone else's
+    are used as they are (a chart's CRDs may be of another version: the demo never rewrites them)."""
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        existing = get_object(env, DemoObject("customresourcedefinitions.apiextensions.k8s.io", name))
+        if existing is not None and not is_ours(existing):
+            log(f"CRD {name} is installed already (not by the demo): using it as it is")
+            continue
+        _kubectl(
+            env,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=flaskops-demo",
+            "-f",
+            "-",
+            input=yaml.safe_dump(labelled(crd)),
+        )
+    for crd_name in ("flaskapps.flaskops.dev", "postgresservers.flaskops.dev"):
+        _kubectl(env, "wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=60s")
+
+
+def prepare_cluster_objects(
+    env: dict[str, str], access: ServerAccess, namespace_annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The demo's namespace, admin Secret and PostgresServer (and the CRDs when missing); returns the
+    PostgresServer it applied.
+
+    Raises DemoRefused, before writing anything, when any of the demo's names (DEMO_OBJECTS, the
+    FlaskApp included) is taken by an object without DEMO_LABELS.
+    """
+    taken = not_ours(env)
+    if taken:
+        raise DemoRefused(refusal(taken))
+    apply_crds(env)
+    meta: dict[str, Any] = {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
+    if namespace_annotations:
+        meta["annotations"] = dict(namespace_annotations)  # its pods go to the real node
+    _apply(env, labelled({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}))
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": ADMIN_SECRET, "namespace": ADMIN_NAMESPACE},
+        "stringData": {"username": access.username, "password": access.password},
+    }
+    _apply(env, labelled(secret))
+    server = yaml.safe_load((ROOT / "examples" / "postgresserver.yaml").read_text())
+    server["metadata"]["name"] = SERVER
+    server["spec"].update(
+        host=access.host,
+        port=access.port,
+        sslMode="disable",
+        adminSecretRef={"namespace": ADMIN_NAMESPACE, "name": ADMIN_SECRET},
+    )
+    server = labelled(server)
+    _apply(env, server)
+    return server
+
+
+def demo_flaskapp(image: str | None = None, env: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """examples/flaskapp.yaml in the demo's namespace, on the demo's PostgresServer, labelled."""
+    app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
+    app["metadata"]["namespace"] = NAMESPACE
+    app["spec"]["database"]["server"] = SERVER
+    if image is not None:
+        app["spec"]["image"] = image
+    if env is not None:
+        app["spec"]["env"] = env
+    return labelled(app)
+
+
+def remove_demo_objects(env: dict[str, str], timeout: float = 60) -> list[str]:
+    """Delete the objects the demo created (DEMO_LABELS), FlaskApp first while the operator still runs
+    (its finalizer); objects of those names without the labels are left alone. CRDs are kept: deleting
+    one deletes every object of its kind, the demo's or not. Returns what was left, and why."""
+    left: list[str] = []
+    for obj in reversed(DEMO_OBJECTS):
+        body = get_object(env, obj)
+        if body is None:
+            continue
+        if not is_ours(body):
+            left.append(f"{obj} (not created by the demo)")
+            continue
+        args = ["delete", obj.resource, obj.name, "--wait=false"]
+        if obj.namespace:
+            args += ["-n", obj.namespace]
+        _kubectl(env, *args)
+        if obj.resource.startswith("flaskapps."):
+            wait = [
+                "wait",
+                "--for=delete",
+                f"{obj.resource}/{obj.name}",
+                "-n",
+                NAMESPACE,
+                f"--timeout={timeout:.0f}s",
+            ]
+            if (
+                subprocess.run(
+                    [str(paths.tool("kubectl")), *wait], env=env, capture_output=True, check=False
+                ).returncode
+                != 0
+            ):
+                left.append(
+                    f"{obj} (still Terminating: the operator's finalizer runs when the operator does)"
+                )
+        log(f"deleted {obj}")
+    return left
+
+
 def webhook_env() -> dict[str, str]:
     """Serve the admission webhook on loopback with a self-made CA (the local API server can dial it)."""
     return {
@@ -77,16 +274,27 @@ def webhook_env() -> dict[str, str]:
     }
 
 
-def start_operator(env: dict[str, str]) -> int:
-    """The operator as a background process that outlives `make demo`; `make demo-down` stops it."""
+def shared_cluster_operator_env() -> dict[str, str]:
+    """The operator's settings on a cluster the demo shares: it sees only the demo's own PostgresServer
+    (kopf would otherwise record its bookkeeping annotations on every PostgresServer of the cluster)."""
+    return {"FLASKOPS_POSTGRESSERVER_SELECTOR": ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())}
+
+
+def start_operator(env: dict[str, str], namespaced: bool = False) -> int:
+    """The operator as a background process that outlives `make demo`; `make demo-down` stops it.
+
+    ``namespaced``: it watches only the demo's namespace (kopf --namespace), as on a cluster that is not
+    the local testbed, where other namespaces' FlaskApps are someone else's.
+    """
     stop_operator()
     port = _free_port()
     # /metrics on loopback, on a free port (the default 8081 may be taken on a developer's machine).
     metrics_port = _free_port()
     log_path = state_dir() / "operator.log"
+    scope = [f"--namespace={NAMESPACE}"] if namespaced else []
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{port}/healthz"],
+            [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{port}/healthz", *scope],
             env={**env, "FLASKOPS_METRICS_ADDR": "127.0.0.1", "FLASKOPS_METRICS_PORT": str(metrics_port)},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -94,6 +302,7 @@ def start_operator(env: dict[str, str]) -> int:
             cwd=ROOT,
         )
     (state_dir() / "operator.pid").write_text(str(proc.pid))
+    _started[proc.pid] = proc
     import urllib.request
 
     deadline = time.monotonic() + 60
@@ -120,17 +329,31 @@ def stop_operator() -> None:
     _stop_pid_file(state_dir() / "operator.pid")
 
 
+# Processes this Python process started and has not reaped yet (pid -> Popen). `make demo` exits and
+# leaves them to init; a caller that stops them itself (the tests) reaps them here, and so never leaves a
+# zombie or a Popen that warns it was dropped while running.
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _stop_pid_file(pid_file: Path) -> None:
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
+    own = _started.pop(pid, None)
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        if own is not None:
+            try:
+                own.wait(30)
+            except subprocess.TimeoutExpired:
+                own.kill()
+                own.wait()
+        else:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     pid_file.unlink(missing_ok=True)
@@ -160,9 +383,33 @@ def _wait_ready(env: dict[str, str], timeout: float) -> None:
         time.sleep(0.5)
 
 
-def run(cluster_name: str) -> int:
+def is_testbed_kubeconfig(given: str) -> bool:
+    """Whether every file of a KUBECONFIG value lies in the testbed's cache (a local testbed cluster)."""
+    cache = paths.cache_dir().resolve()
+    files = [Path(p).resolve() for p in given.split(os.pathsep) if p]
+    return bool(files) and all(f.is_relative_to(cache) for f in files)
+
+
+def consent_problem(given: str | None, consent: bool) -> str | None:
+    """Why the demo may not use the cluster KUBECONFIG names, or None (none named, the testbed's, or
+    the user passed CONSENT_FLAG)."""
+    if not given or consent or is_testbed_kubeconfig(given):
+        return None
+    return (
+        f"KUBECONFIG={given} names a cluster that is not the local testbed. On it the demo would create "
+        f"namespace {NAMESPACE} (with Secret {ADMIN_SECRET}), PostgresServer {SERVER}, the flaskops CRDs "
+        f"if they are missing, and run an operator watching namespace {NAMESPACE}; it changes nothing it "
+        f"did not create. To allow that: `make demo DEMO_ARGS={CONSENT_FLAG}` (or "
+        f"`python -m flaskops_testbed demo {CONSENT_FLAG}`); for the local testbed instead, unset KUBECONFIG"
+    )
+
+
+def run(cluster_name: str, use_kubeconfig_cluster: bool = False) -> int:
     started = time.monotonic()
     given = os.environ.get("KUBECONFIG")
+    problem = consent_problem(given, use_kubeconfig_cluster)
+    if problem is not None:
+        raise SystemExit(problem)
     real: RealApp | None = None
     pg = LocalPostgres(default_base_dir())
     log(f"[1/6] PostgreSQL 15 on loopback (state in {pg.base_dir})")
@@ -179,52 +426,37 @@ def run(cluster_name: str) -> int:
         real = _start_real_node(cluster)
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{paths.bin_dir()}:{os.environ.get('PATH', '')}"}
 
-    log("[3/6] CRDs, the admin Secret, the PostgresServer, the demo namespace")
-    _kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for crd in ("flaskapps.flaskops.dev", "postgresservers.flaskops.dev"):
-        _kubectl(env, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    for ns, labels in (
-        (ADMIN_NAMESPACE, {}),
-        (NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"}),
-    ):
-        meta: dict[str, Any] = {"name": ns, "labels": labels}
-        if ns == NAMESPACE and real is not None:
-            meta["annotations"] = dict(node.NAMESPACE_ANNOTATIONS)  # its pods go to the real node
-        _apply(env, {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
-    _apply(
-        env,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": ADMIN_SECRET, "namespace": ADMIN_NAMESPACE},
-            "stringData": {"username": pg.superuser, "password": pg.password},
-        },
-    )
-    server = yaml.safe_load((ROOT / "examples" / "postgresserver.yaml").read_text())
-    server["spec"].update(host=pg.host, port=pg.port, sslMode="disable")
+    log(f"[3/6] CRDs, namespace {NAMESPACE}, its admin Secret {ADMIN_SECRET}, PostgresServer {SERVER}")
+    access = ServerAccess(pg.host, pg.port, pg.superuser, pg.password)
     if real is not None:
         # Pods reach PostgreSQL (on loopback) through the node's forwarder on the bridge gateway.
         host, port = real.node.forward(pg.port)
-        server["spec"].update(host=host, port=port)
-    _apply(env, server)
+        access = ServerAccess(host, port, pg.superuser, pg.password)
+    try:
+        prepare_cluster_objects(env, access, dict(node.NAMESPACE_ANNOTATIONS) if real is not None else None)
+    except DemoRefused as refused:
+        raise SystemExit(str(refused)) from None
 
     local = not given
     log(
         "[4/6] the operator (python -m flaskops)"
         + (" with its admission webhook on loopback" if local else "")
     )
-    start_operator({**env, **webhook_env()} if local else env)
+    if local:
+        start_operator({**env, **webhook_env()})
+    else:
+        start_operator({**env, **shared_cluster_operator_env()}, namespaced=True)
 
-    log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE}; waiting for Ready")
-    app = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
-    app["metadata"]["namespace"] = NAMESPACE
-    if real is not None:
-        app["spec"]["image"] = real.images.guestbook
-        # Plain HTTP on loopback for your browser; in production TLS ends at an ingress in front.
-        app["spec"]["env"] = [
-            {"name": "FORCE_HTTPS", "value": "false"},
-            {"name": "SESSION_COOKIE_SECURE", "value": "false"},
-        ]
+    log(f"[5/6] kubectl apply -f examples/flaskapp.yaml -n {NAMESPACE} (server {SERVER}); waiting for Ready")
+    app = (
+        demo_flaskapp(
+            real.images.guestbook,
+            # Plain HTTP on loopback for your browser; in production TLS ends at an ingress in front.
+            [{"name": "FORCE_HTTPS", "value": "false"}, {"name": "SESSION_COOKIE_SECURE", "value": "false"}],
+        )
+        if real is not None
+        else demo_flaskapp()
+    )
     _apply(env, app)
     _wait_ready(env, timeout=300)
 
@@ -308,6 +540,7 @@ def _serve_on_loopback(env: dict[str, str], app: dict[str, Any]) -> str | None:
             start_new_session=True,
         )
     (state_dir() / "port-forward.pid").write_text(str(proc.pid))
+    _started[proc.pid] = proc
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
     while True:
@@ -331,8 +564,8 @@ def _serve_on_loopback(env: dict[str, str], app: dict[str, Any]) -> str | None:
 
 def _show_refusal(env: dict[str, str]) -> None:
     """What a user meets when they get the pairing wrong: `kubectl apply` refuses, naming the rule."""
-    unsafe = yaml.safe_load((ROOT / "examples" / "flaskapp.yaml").read_text())
-    unsafe["metadata"].update(name="guestbook-oops", namespace=NAMESPACE)
+    unsafe = demo_flaskapp()
+    unsafe["metadata"]["name"] = "guestbook-oops"
     unsafe["spec"]["database"]["name"] = "guestbook_test"
     deadline = time.monotonic() + 60
     while True:
@@ -363,8 +596,12 @@ def _show_refusal(env: dict[str, str]) -> None:
     print()
 
 
-def down(cluster_name: str) -> None:
+def down_kubeconfig_cluster(given: str) -> None:
+    """`make demo-down` on the cluster KUBECONFIG names: delete what the demo created there (while the
+    operator still runs, for its finalizer), then stop the operator. The cluster itself is not ours."""
+    env = {**os.environ, "KUBECONFIG": given}
+    left = remove_demo_objects(env)
     stop_operator()
-    if not os.environ.get("KUBECONFIG"):
-        kwok.stop(cluster_name)
-    LocalPostgres(default_base_dir()).stop()
+    for what in left:
+        log(f"left in place: {what}")
+    log("the flaskops CRDs stay installed (deleting a CRD deletes every object of its kind)")

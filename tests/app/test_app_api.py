@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import datetime
 
+import orjson
 import pytest
-from flask import Flask, abort
+from flask import Flask, abort, jsonify
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guestbook.extensions import db
 from guestbook.models import Entry
@@ -34,6 +39,47 @@ def test_create_then_get_then_list(client: FlaskClient) -> None:
     listed = client.get("/api/entries").get_json()["entries"]
     assert [e["author"] for e in listed] == ["Grace", "Ada"]  # newest first
     assert [e["author"] for e in client.get("/api/entries?limit=1").get_json()["entries"]] == ["Grace"]
+
+
+def test_entries_are_the_json_jsonify_wrote_times_as_isoformat(app: Flask, client: FlaskClient) -> None:
+    # api.entry_json (orjson) replaced jsonify with times formatted by isoformat(): same JSON value,
+    # same key order and trailing newline; only non-ASCII text is UTF-8 instead of \uXXXX escapes.
+    created = client.post("/api/entries", json={"author": "Zoë", "message": "naïve café"})
+    with app.app_context():
+        row = db.session.get(Entry, created.get_json()["id"])
+        assert row is not None
+        entry = {
+            "id": row.id,
+            "author": row.author,
+            "message": row.message,
+            "created_at": row.created_at.isoformat(),
+            "updated_at": row.updated_at.isoformat(),
+        }
+        with app.test_request_context():
+            before = {
+                "created": jsonify(entry).get_data(),
+                "listed": jsonify(entries=[entry]).get_data(),
+            }
+    after = {
+        "created": created.get_data(),
+        "listed": client.get("/api/entries").get_data(),
+    }
+    for key in before:
+        as_utf8 = json.dumps(json.loads(before[key]), ensure_ascii=False, separators=(",", ":")) + "\n"
+        assert after[key].decode() == as_utf8
+    assert "Zoë".encode() in after["created"]
+    assert client.get(f"/api/entries/{entry['id']}").get_json() == entry
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1973, 1, 1),  # from 1973 on every zone's offset is whole minutes
+        max_value=datetime(9999, 1, 1),
+        timezones=st.timezones(),
+    )
+)
+def test_orjson_writes_times_as_isoformat_does(moment: datetime) -> None:
+    assert orjson.dumps(moment) == f'"{moment.isoformat()}"'.encode()
 
 
 def test_long_messages_are_allowed_after_migration_0002(client: FlaskClient) -> None:

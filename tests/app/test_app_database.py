@@ -150,3 +150,39 @@ def test_a_pooled_connection_is_pinged_only_when_its_server_went_away(
         assert _backend_pids(postgres, dbname) not in ([], [pid])
     finally:
         dispose(app)
+
+
+def test_a_statement_timeout_is_a_503_with_retry_after(production_database: str) -> None:
+    app = production_app(production_database, DB_STATEMENT_TIMEOUT_MS="300", ENTRIES_CACHE_SECONDS="0")
+    client = app.test_client()
+    with psycopg.connect(production_database) as blocker:
+        blocker.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")  # every statement on entries waits
+        read = client.get("/api/entries")  # run on the driver: psycopg's QueryCanceled
+        write = client.post("/api/entries", json={"author": "a", "message": "m"})  # SQLAlchemy's wrapper
+        page = client.get("/")
+        blocker.rollback()
+    for answer in (read, write):
+        assert answer.status_code == 503, answer.get_data(as_text=True)
+        assert answer.json == {
+            "error": "Service Unavailable",
+            "message": "The database did not answer in time. Try again in a moment.",
+        }
+        assert answer.headers["Retry-After"] == "1"
+    assert page.status_code == 503 and page.content_type.startswith("text/html")
+    assert client.get("/api/entries").status_code == 200  # the pool's connections serve on
+    dispose(app)
+
+
+def test_other_database_errors_stay_500(production_database: str) -> None:
+    app = production_app(production_database)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production, not raise into the test
+
+    @app.get("/api/broken")
+    def broken() -> str:
+        db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))  # an OperationalError
+        return "unreachable"
+
+    answer = app.test_client().get("/api/broken")
+    assert answer.status_code == 500 and answer.json is not None
+    assert answer.json["error"] == "Internal Server Error"
+    dispose(app)

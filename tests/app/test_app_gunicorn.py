@@ -3,13 +3,17 @@ and surviving a PostgreSQL restart."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import runpy
 import shlex
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from app_support import (
@@ -20,8 +24,11 @@ from app_support import (
     deployment_command,
     migrate_to_head,
     process_env,
+    wait_for,
 )
 
+from flaskops import manifests
+from flaskops.spec import parse_flaskapp
 from flaskops_testbed.postgres import LocalPostgres, PostgresTarget, free_port
 
 REPO = APP_DIR.parent
@@ -114,6 +121,18 @@ def test_gunicorn_config_for_a_read_only_root_filesystem(tmp_path: Path) -> None
     assert settings["bind"] == "['0.0.0.0:9001']"
 
 
+def test_workers_fork_with_the_masters_objects_frozen() -> None:
+    # pre_fork moves the master's objects to the collector's permanent generation: a worker's
+    # collections, and the one when it exits after --max-requests, never walk (and so copy) them.
+    hooks = runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
+    gc.unfreeze()
+    try:
+        hooks["pre_fork"](None, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_first_request_after_a_postgresql_restart_succeeds(
     gunicorn: Callable[..., Server], restartable_postgres: LocalPostgres
 ) -> None:
@@ -193,3 +212,72 @@ def test_dockerfile_cmd_serves_the_app(gunicorn: Callable[..., Server], served_d
     assert server.get("/livez").status_code == 200
     assert server.get("/readyz").status_code == 200
     assert server.terminate() == 0
+
+
+def short_timeout_server(
+    gunicorn: Callable[..., Server], url: str, *, operator_env: bool
+) -> tuple[Server, dict[str, str]]:
+    """Gunicorn as the operator runs it for `gunicorn: {workers: 1, threads: 1, timeout: 5}` (a sync
+    worker, killed when silent for 5 s); ``operator_env`` False leaves out what the operator derives."""
+    port = free_port()
+    spec = parse_flaskapp(
+        {
+            "metadata": {"name": "guestbook", "namespace": "shop", "uid": "u-1"},
+            "spec": {
+                "environment": "production",
+                "image": "guestbook:1",
+                "database": {"server": "main"},
+                "port": port,
+                "gunicorn": {"workers": 1, "threads": 1, "timeout": 5, "gracefulTimeout": 5},
+            },
+        }
+    )
+    # DATABASE_URL and SECRET_KEY come from Secrets in a cluster: here, the test's own.
+    given = {e["name"]: e["value"] for e in manifests.web_env(spec) if "value" in e}
+    if not operator_env:
+        given.pop(manifests.STATEMENT_TIMEOUT_VAR)
+    environ = production_env(url, FORCE_HTTPS="false", ENTRIES_CACHE_SECONDS="0", **given)
+    return gunicorn(environ, argv=manifests.gunicorn_command(spec), port=port), given
+
+
+def timed_read_behind_a_lock(server: Server, url: str) -> tuple[requests.Response | None, float]:
+    """GET /api/entries while another session holds ACCESS EXCLUSIVE on entries: the query waits."""
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        try:
+            answer: requests.Response | None = requests.get(server.base_url + "/api/entries", timeout=30)
+        except requests.ConnectionError:  # the worker was killed mid-request
+            answer = None
+        elapsed = time.monotonic() - started
+        blocker.rollback()
+    return answer, elapsed
+
+
+def test_a_slow_query_is_answered_by_the_app_before_gunicorn_kills_the_worker(
+    gunicorn: Callable[..., Server], served_database: str
+) -> None:
+    server, given = short_timeout_server(gunicorn, served_database, operator_env=True)
+    assert given[manifests.STATEMENT_TIMEOUT_VAR] == "4000"
+    answer, elapsed = timed_read_behind_a_lock(server, served_database)
+    assert answer is not None
+    # The app's own answer to its statement timeout (JSON under /api), within the worker's 5 s.
+    assert answer.status_code == 503 and answer.headers["Content-Type"] == "application/json", answer.text
+    assert answer.json()["error"] == "Service Unavailable" and answer.headers["Retry-After"] == "1"
+    assert 4 <= elapsed < 5, elapsed
+    assert server.get("/api/entries").status_code == 200  # the same worker serves on
+    assert server.terminate() == 0
+    assert "WORKER TIMEOUT" not in server.log()
+    assert '"event": "statement_timeout"' in server.log()
+
+
+def test_without_the_derived_timeout_gunicorn_kills_the_worker_first(
+    gunicorn: Callable[..., Server], served_database: str
+) -> None:
+    # What the operator did before: the app's 15 s default behind a 5 s worker timeout.
+    server, _ = short_timeout_server(gunicorn, served_database, operator_env=False)
+    answer, elapsed = timed_read_behind_a_lock(server, served_database)
+    assert answer is None or not answer.headers.get("Content-Type", "").startswith("application/json")
+    assert 5 <= elapsed < 15, elapsed
+    wait_for(lambda: "WORKER TIMEOUT" in server.log(), 10, "Gunicorn's WORKER TIMEOUT")
+    server.terminate()

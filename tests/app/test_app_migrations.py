@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from app_support import APP_DIR, app_environ, process_env
+from app_support import APP_DIR, app_environ, process_env, wait_for
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
@@ -169,3 +171,122 @@ def test_runner_knows_the_migration_commands(runner: FlaskCliRunner) -> None:
     # the subprocess tests above check real output.
     assert runner.invoke(args=["db", "heads"]).exit_code == 0
     assert "upgrade" in runner.invoke(args=["db", "--help"]).output
+
+
+# -- lock_timeout and retries (migrations/env.py) ---------------------------------------------------
+
+WAITING_FOR_ENTRIES = """
+    SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+    WHERE l.relation = 'entries'::regclass AND NOT l.granted AND l.mode = 'AccessExclusiveLock'
+      AND a.application_name = 'guestbook' AND a.wait_event_type = 'Lock'
+"""
+
+
+def upgrade_blocked_by_a_reader(
+    url: str, home: Path, log: Path, **env: str
+) -> tuple[psycopg.Connection, subprocess.Popen[bytes]]:
+    """Revision 0001, a session inside a transaction that has read `entries` (ACCESS SHARE, held to its
+    end), and `flask db upgrade` to 0002 (ALTER COLUMN TYPE: ACCESS EXCLUSIVE) started behind it."""
+    first = run_flask(["db", "upgrade", "0001"], url, home)
+    assert first.returncode == 0, first.stderr
+    blocker = psycopg.connect(url)
+    blocker.execute("SELECT count(*) FROM entries")  # the transaction stays open: the lock is held
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["flask", "db", "upgrade"],
+            cwd=APP_DIR,
+            env=process_env(app_environ(url, **env), home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return blocker, proc
+
+
+def waiting_migrations(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(WAITING_FOR_ENTRIES).fetchone()
+    return int(row[0]) if row else 0
+
+
+def events(log: Path, name: str) -> list[dict[str, object]]:
+    """The JSON log records of ``log`` whose ``event`` is ``name``."""
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == name:
+                found.append(record)
+    return found
+
+
+def test_a_blocked_upgrade_gives_up_within_its_bound_and_reads_keep_flowing(
+    empty_database: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "upgrade.log"
+    blocker, proc = upgrade_blocked_by_a_reader(
+        empty_database,
+        tmp_path,
+        log,
+        MIGRATION_LOCK_TIMEOUT_MS="1500",
+        MIGRATION_LOCK_RETRIES="2",
+        MIGRATION_LOCK_RETRY_DELAY_MS="200",
+    )
+    started = time.monotonic()
+    try:
+        wait_for(
+            lambda: waiting_migrations(empty_database) == 1, 30, "the upgrade to queue for ACCESS EXCLUSIVE"
+        )
+        # A read that arrives now queues behind the migration's request; lock_timeout bounds that wait.
+        # Without it this read would wait for the blocker (forever here): its own timeout fails the test.
+        with psycopg.connect(empty_database, autocommit=True, options="-c statement_timeout=20000") as reader:
+            asked = time.monotonic()
+            assert reader.execute("SELECT count(*) FROM entries").fetchone() == (0,)
+            read_wait = time.monotonic() - asked
+        assert read_wait < 1.5 + 1.0, f"a read waited {read_wait:.1f}s behind the migration"
+        assert proc.poll() is None, "the read was answered while the migration was still retrying"
+        returncode = proc.wait(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        blocker.close()
+    output = log.read_text()
+    assert returncode != 0, output
+    # 3 attempts of 1.5 s and two delays of ~0.2/0.4 s: far below the Job's deadline.
+    assert elapsed < 15, f"gave up after {elapsed:.1f}s"
+    assert "a lock was not obtained within MIGRATION_LOCK_TIMEOUT_MS=1500 in 3 attempt(s)" in output
+    assert "raise MIGRATION_LOCK_TIMEOUT_MS" in output
+    retries = events(log, "migration_lock_retry")
+    assert [r["attempt"] for r in retries] == [1, 2], output
+    assert all(r["level"] == "WARNING" and r["lock_timeout_ms"] == 1500 for r in retries)
+    assert "lock timeout" in str(retries[0]["error"])
+    assert [r["attempts"] for r in events(log, "migration_lock_gave_up")] == [3]
+    assert version(empty_database) == "0001"  # rolled back: nothing half-done
+    assert columns(empty_database)["message"] == "character varying"
+
+
+def test_a_blocked_upgrade_succeeds_when_the_blocker_ends_between_retries(
+    empty_database: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "upgrade.log"
+    blocker, proc = upgrade_blocked_by_a_reader(
+        empty_database,
+        tmp_path,
+        log,
+        MIGRATION_LOCK_TIMEOUT_MS="500",
+        MIGRATION_LOCK_RETRIES="20",
+        MIGRATION_LOCK_RETRY_DELAY_MS="300",
+    )
+    try:
+        wait_for(lambda: bool(events(log, "migration_lock_retry")), 30, "the first retry")
+        blocker.commit()  # the reader's transaction ends: its lock goes
+        returncode = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        blocker.close()
+    assert returncode == 0, log.read_text()
+    assert version(empty_database) == HEAD
+    assert not events(log, "migration_lock_gave_up")

@@ -37,6 +37,17 @@ def test_session_cookie_is_secure_httponly_lax_in_production(make_app: Callable[
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+def test_an_untouched_session_sets_no_cookie_and_no_vary(make_app: Callable[..., Flask]) -> None:
+    # security.SessionInterface skips Flask's cookie work only when there is nothing to do.
+    client = make_app("production").test_client()
+    response = client.get("/api/entries", base_url="https://guestbook.example")
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    page = client.get("/", base_url="https://guestbook.example")  # the form's token is in the session
+    assert page.headers["Set-Cookie"].startswith("session=") and "Cookie" in page.headers["Vary"]
+    again = client.get("/api/entries", base_url="https://guestbook.example")  # with the cookie now
+    assert "Set-Cookie" not in again.headers
+
+
 def test_production_redirects_plain_http_to_https(make_app: Callable[..., Flask]) -> None:
     response = make_app("production").test_client().get("/api/entries?limit=3")
     assert response.status_code == 302

@@ -209,3 +209,30 @@ def test_a_quota_that_refuses_new_web_pods_blocks_the_rollout_by_name(
     cond = apps.wait_reason(ns, "scaled", names.READY, "RolloutBlocked", timeout=90)
     assert "FailedCreate" in cond["message"] and "quota" in cond["message"], cond
     assert any(e["reason"] == "RolloutBlocked" and e["type"] == "Warning" for e in apps.events(ns, "scaled"))
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_migration_that_never_started_gives_way_when_the_spec_moves_on(
+    kube: Kube, apps: Apps, ns: str, make_server: Any
+) -> None:
+    server = make_server(["development", "testing"])
+    _quota(kube, ns, 0)
+    body = flaskapp("moving", ns, server=server, environment="testing")
+    apps.apply(body)
+    apps.wait_reason(ns, "moving", names.MIGRATED, "MigrationBlocked", timeout=90)
+    (first,) = jobs(kube, ns, "moving")
+
+    body["spec"]["image"] = "registry.example/guestbook:1.0.1"
+    apps.apply(body)
+
+    def replaced() -> bool:
+        names_now = {j.metadata.name for j in jobs(kube, ns, "moving") if not j.metadata.deletion_timestamp}
+        if first.metadata.name in names_now or len(names_now) != 1:
+            raise NotYet(f"Jobs {sorted(names_now)}")
+        return True
+
+    wait_for(replaced, timeout=60, what="the never-started Job replaced by the new image's")
+    assert any(e["reason"] == "MigrationAbandoned" for e in apps.events(ns, "moving"))
+    kube.kubectl("delete", "resourcequota", "pods", "-n", ns)
+    apps.wait(ns, "moving", timeout=180)
+    assert apps.get(ns, "moving")["status"]["servingImage"] == "registry.example/guestbook:1.0.1"

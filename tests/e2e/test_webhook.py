@@ -236,6 +236,22 @@ def test_production_delete_policy_refused(kube: Kube, ns: str, make_server: Any)
 
 
 @pytest.mark.usefixtures("webhook")
+def test_a_statement_timeout_not_below_the_worker_timeout_is_refused(
+    kube: Kube, ns: str, make_server: Any
+) -> None:
+    server = make_server(["production"])
+    short = {"workers": 2, "threads": 1, "timeout": 5, "gracefulTimeout": 5}
+    body = flaskapp(
+        "slow", ns, server=server, gunicorn=short, env=[{"name": "DB_STATEMENT_TIMEOUT_MS", "value": "15000"}]
+    )
+    stderr = refused(kube, body, "TimeoutsContradict")
+    assert "DB_STATEMENT_TIMEOUT_MS=15000" in stderr and "spec.gunicorn.timeout=5" in stderr, stderr
+    body["spec"]["env"] = [{"name": "DB_STATEMENT_TIMEOUT_MS", "value": "4000"}]
+    out = apply(kube, body, "--dry-run=server")
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.usefixtures("webhook")
 def test_risky_but_allowed_spec_shows_warnings(kube: Kube, ns: str, make_server: Any) -> None:
     server = make_server(["production"])
     body = flaskapp("lean", ns, server=server, replicas=1)

@@ -107,3 +107,75 @@ def test_service_targets_the_named_port():
     svc = manifests.service(app())
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
     assert svc["spec"]["selector"] == manifests.web_selector(app())
+
+
+# --- the statement timeout below Gunicorn's worker timeout (issue 11, item 10) ---------------------------
+
+
+def web_env(a):
+    return env_map(manifests.deployment(a, "i", "s")["spec"]["template"]["spec"]["containers"][0])
+
+
+def gunicorn(timeout, graceful=None):
+    return {"workers": 1, "threads": 1, "timeout": timeout, "gracefulTimeout": graceful or min(timeout, 25)}
+
+
+def test_a_short_worker_timeout_gets_a_statement_timeout_below_it():
+    for timeout, expected in ((5, "4000"), (15, "14000"), (2, "1000"), (1, "500")):
+        env = web_env(app(gunicorn=gunicorn(timeout)))
+        assert env[manifests.STATEMENT_TIMEOUT_VAR] == {"name": "DB_STATEMENT_TIMEOUT_MS", "value": expected}
+        assert int(expected) < timeout * 1000
+
+
+def test_the_apps_default_is_left_alone_when_already_below_the_worker_timeout():
+    # No new variable, so the pod template of an existing app with the default 30 s does not change.
+    for timeout in (16, 30, 40, 3600):
+        assert manifests.STATEMENT_TIMEOUT_VAR not in web_env(app(gunicorn=gunicorn(timeout)))
+    assert manifests.STATEMENT_TIMEOUT_VAR not in web_env(parse_flaskapp({**BASE, "spec": {**BASE["spec"]}}))
+
+
+def test_the_users_own_statement_timeout_wins_and_the_migration_is_untouched():
+    a = app(gunicorn=gunicorn(5), env=[{"name": "DB_STATEMENT_TIMEOUT_MS", "value": "2500"}])
+    (entry,) = [
+        e
+        for e in manifests.deployment(a, "i", "s")["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "DB_STATEMENT_TIMEOUT_MS"
+    ]
+    assert entry["value"] == "2500"
+    # The migration lifts the statement timeout itself: its Job (and so its hash) never gets the variable.
+    short = app(gunicorn=gunicorn(5))
+    assert "DB_STATEMENT_TIMEOUT_MS" not in env_map(
+        manifests.migration_job(short)["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert manifests.migration_hash(short) == manifests.migration_hash(app(gunicorn=gunicorn(30)))
+
+
+def test_a_contradicting_statement_timeout_is_named_with_both_fields():
+    def conflict(value, timeout=5):
+        return manifests.statement_timeout_conflict(
+            app(gunicorn=gunicorn(timeout), env=[{"name": "DB_STATEMENT_TIMEOUT_MS", "value": value}])
+        )
+
+    message = conflict("15000")
+    assert message and "DB_STATEMENT_TIMEOUT_MS=15000" in message and "spec.gunicorn.timeout=5" in message
+    assert conflict("5000") is not None  # equal is too late: the worker dies as the statement is cancelled
+    assert "the app's default, 15000" in (conflict("") or "")  # empty: the app falls back to 15 s
+    for fine in ("4999", "0", "soon"):  # below; none from the app; the app itself refuses a non-number
+        assert conflict(fine) is None
+    valued_from = app(
+        gunicorn=gunicorn(5),
+        env=[
+            {"name": "DB_STATEMENT_TIMEOUT_MS", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
+        ],
+    )
+    assert manifests.statement_timeout_conflict(valued_from) is None
+    container = manifests.deployment(valued_from, "i", "s")["spec"]["template"]["spec"]["containers"][0]
+    ours = [e for e in container["env"] if e["name"] == manifests.STATEMENT_TIMEOUT_VAR]
+    assert ours == [valued_from.env[0]]  # the user's reference, and no second value beside it
+
+
+def test_the_apps_default_statement_timeout_is_the_one_the_operator_assumes():
+    from guestbook.config import load_config
+
+    config = load_config("testing", {"SECRET_KEY": "k", "DATABASE_URL": "postgresql://u@h/guestbook_test"})
+    assert config.DB_STATEMENT_TIMEOUT_MS == manifests.APP_STATEMENT_TIMEOUT_MS

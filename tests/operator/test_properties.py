@@ -21,7 +21,7 @@ SERVERS = {
         {"host": "dev-box.internal", "port": 6432, "environments": ["development"]}
     ),
 }
-RULE = re.compile(r"^(S[1-6]|deletionPolicy)$")
+RULE = re.compile(r"^(S[1-6]|deletionPolicy|TimeoutsContradict)$")
 
 specs = valid_spec(servers=sorted(SERVERS), existing_secrets=["legacy-db"])
 identifier = st.lists(st.sampled_from(DB_WORDS), min_size=1, max_size=3).map("_".join) | st.text(
@@ -120,3 +120,54 @@ def test_server_environments_rule(s: dict[str, Any], server_envs: set[str]) -> N
         s["environment"], identity, server_name="main", server_environments=server_envs
     )
     assert ("S4" in {v.rule for v in found}) == (s["environment"] not in server_envs)
+
+
+# A literal value, a reference (never both: Kubernetes refuses such an EnvVar), or neither (empty).
+statement_timeout = st.one_of(
+    st.just({"name": manifests.STATEMENT_TIMEOUT_VAR}),
+    st.fixed_dictionaries(
+        {
+            "name": st.just(manifests.STATEMENT_TIMEOUT_VAR),
+            "value": st.integers(0, 200_000).map(str) | st.sampled_from(["", "soon", " 900"]),
+        }
+    ),
+    st.just(
+        {
+            "name": manifests.STATEMENT_TIMEOUT_VAR,
+            "valueFrom": {"configMapKeyRef": {"name": "timeouts", "key": "statement"}},
+        }
+    ),
+)
+timeout_specs = valid_spec(
+    servers=sorted(SERVERS),
+    extra={
+        "env": st.lists(statement_timeout, max_size=1),
+        "gunicorn": st.fixed_dictionaries({"timeout": st.integers(1, 20) | st.integers(1, 3600)}).map(
+            lambda g: {**g, "gracefulTimeout": min(g["timeout"], 25)}
+        ),
+    },
+)
+
+
+@given(s=timeout_specs)
+def test_an_admitted_app_never_gets_a_statement_timeout_gunicorn_outlasts(s: dict[str, Any]) -> None:
+    """For any spec the webhook admits, the statement timeout the web pods run with (the operator's, or
+    a literal of the user's, else the app's 15 s default) is below the worker timeout, unless the user
+    chose none (0) or a value the operator cannot see (valueFrom)."""
+    b = body("app", "ns", s)
+    b["metadata"].update(uid="0000-1111", generation=1)
+    app = spec.parse_flaskapp(b)
+    refused = any(v.rule == "TimeoutsContradict" for v in webhook.review(b, SERVERS, []).violations)
+    assert refused == (manifests.statement_timeout_conflict(app) is not None)
+    if refused:
+        return
+    (container,) = manifests.deployment(app, app.image, "sum")["spec"]["template"]["spec"]["containers"]
+    given = [e for e in container["env"] if e["name"] == manifests.STATEMENT_TIMEOUT_VAR]
+    assert len(given) <= 1, "the variable is set twice"
+    if given and "valueFrom" in given[0]:
+        return  # the user's to judge
+    raw = str(given[0].get("value", "")).strip() if given else ""
+    if raw and not raw.isdigit():
+        return  # the app itself refuses a non-number at start
+    effective = int(raw) if raw else manifests.APP_STATEMENT_TIMEOUT_MS
+    assert effective == 0 or effective < app.gunicorn.timeout * 1000, (effective, app.gunicorn.timeout)

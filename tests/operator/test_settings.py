@@ -34,6 +34,12 @@ def test_unusable_values_are_refused_by_name(env, named):
         from_env(env)
 
 
+def test_a_postgresserver_selector_is_read():
+    assert from_env({}).server_selector == ""  # every PostgresServer, as before
+    cfg = from_env({"FLASKOPS_POSTGRESSERVER_SELECTOR": " app.kubernetes.io/created-by=flaskops-demo "})
+    assert cfg.server_selector == "app.kubernetes.io/created-by=flaskops-demo"
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [

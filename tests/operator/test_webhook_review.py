@@ -76,3 +76,17 @@ def test_a_provisioned_app_gets_no_existing_secret_advice():
 def test_a_reserved_database_name_is_refused():
     r = review(body(db={"name": "template1"}), SERVERS, [])
     assert [v.rule for v in r.violations] == ["ReservedName"]
+
+
+def test_a_statement_timeout_not_below_the_worker_timeout_is_refused():
+    short = {"workers": 2, "threads": 1, "timeout": 5, "gracefulTimeout": 5}
+    app = body(gunicorn=short)
+    app["spec"]["env"] = [
+        {"name": "DB_STATEMENT_TIMEOUT_MS", "value": "15000"}
+    ]  # body's env= is the environment
+    r = review(app, SERVERS, [])
+    assert [v.rule for v in r.violations] == ["TimeoutsContradict"]
+    assert "spec.gunicorn.timeout=5" in r.violations[0].message
+    assert "DB_STATEMENT_TIMEOUT_MS=15000" in r.violations[0].message
+    # Without the variable the operator derives one below the timeout: nothing to refuse.
+    assert review(body(gunicorn=short), SERVERS, []).violations == []
