@@ -31,6 +31,8 @@ class Settings:
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
     connect_timeout: int = 5
+    # Seconds between checks of a healthy PostgresServer (a failing one is retried sooner, with backoff).
+    server_check_seconds: float = 60.0
     # A label selector (kubectl -l syntax): the operator then sees, indexes and annotates only the
     # PostgresServers it selects. The demo sets it on a cluster it shares, so the user's servers stay untouched.
     server_selector: str = ""
@@ -59,6 +61,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
+        server_check_seconds=float(e.get("FLASKOPS_SERVER_CHECK_SECONDS", d.server_check_seconds)),
         server_selector=e.get("FLASKOPS_POSTGRESSERVER_SELECTOR", d.server_selector).strip(),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
@@ -73,6 +76,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             f"FLASKOPS_WEBHOOK_CONFIG_NAME must be a domain with a dot (e.g. flaskops.dev), "
             f"not {cfg.webhook_config_name!r}"
         )
+    if not cfg.server_check_seconds >= 1:
+        raise ValueError("FLASKOPS_SERVER_CHECK_SECONDS must be at least 1")
     if not 0 < cfg.webhook_cert_renew_before_days < cfg.webhook_cert_validity_days:
         raise ValueError(
             "FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS must be above 0 and below "
