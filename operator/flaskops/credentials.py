@@ -32,6 +32,7 @@ __all__ = [
     "NotOwned",
     "ProvisionResult",
     "ProvisioningFailed",
+    "ServerFacts",
     "database_url",
     "db_secret_data",
     "default_names",
@@ -41,6 +42,7 @@ __all__ = [
     "names_for",
     "parse_database_url",
     "parse_stamp",
+    "probe_server",
     "read_stamp",
     "stamp_for",
 ]
@@ -383,15 +385,20 @@ def _comment(conn: psycopg.Connection, kind: str, name: str, text: str) -> None:
     )
 
 
-def _create_role(conn: psycopg.Connection, role: str, password: str) -> bool:
-    """Create the app's login role; False if it already exists (another operator may have won the race)."""
+def _create_role(conn: psycopg.Connection, role: str, password: str, limit: int | None = None) -> bool:
+    """Create the app's login role (with CONNECTION LIMIT `limit` when given); False if it already exists
+    (another operator may have won the race)."""
     # INHERIT, not NOINHERIT: since PostgreSQL 15 the public schema belongs to pg_database_owner, whose
     # privileges a NOINHERIT owner does not get, so its migrations fail with "permission denied for
     # schema public". The role is a member of nothing else, so inheriting grants it nothing more.
     statement = sql.SQL(
         "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION"
-        " NOBYPASSRLS PASSWORD {}"
-    ).format(sql.Identifier(role), sql.Literal(_scram_verifier(password)))
+        " NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}"
+    ).format(
+        sql.Identifier(role),
+        sql.Literal(-1 if limit is None else limit),
+        sql.Literal(_scram_verifier(password)),
+    )
     try:
         conn.execute(statement)
     # Two concurrent CREATE ROLEs: the loser sees DuplicateObject, or the catalog's unique index.
@@ -411,6 +418,18 @@ def _create_database(conn: psycopg.Connection, dbname: str, owner: str) -> bool:
         conn.execute(statement)
     except (errors.DuplicateDatabase, errors.UniqueViolation):
         return False
+    return True
+
+
+def _set_connection_limit(conn: psycopg.Connection, role: str, limit: int) -> bool:
+    """ALTER ROLE ... CONNECTION LIMIT when the role's differs; whether it changed. Sessions already open
+    stay (PostgreSQL checks the limit at login only), so lowering it never cuts a running pod off."""
+    row = conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if row is not None and row[0] == limit:
+        return False
+    conn.execute(
+        sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(role), sql.Literal(limit))
+    )
     return True
 
 
@@ -444,6 +463,7 @@ def ensure_database(
     *,
     set_password: bool = True,
     check: Callable[[str | None, str | None], None] | None = None,
+    connection_limit: int | None = None,
 ) -> ProvisionResult:
     """Create the app's role and database, or take up the ones its ownership record names.
 
@@ -453,7 +473,9 @@ def ensure_database(
     the owner on both), (re)applies `password` when `set_password`, re-stamps a re-attached or adopted
     role and database with the app's UID, and lets only the owner (and superusers) connect to a database
     it created. `check(system_identifier, environment_stamp)` runs after the reads and before any write,
-    so a caller's refusal (an exception it raises) leaves the server untouched. Raises DatabaseUnavailable (or a subclass) when the server cannot do it; ValueError for
+    so a caller's refusal (an exception it raises) leaves the server untouched. `connection_limit` (the
+    app's worst case, budget.worst_case; None leaves it as it is) becomes the role's CONNECTION LIMIT, at
+    creation or by ALTER ROLE when it differs, so one app cannot take the whole server. Raises DatabaseUnavailable (or a subclass) when the server cannot do it; ValueError for
     an impossible name or an empty password, before connecting.
     """
     dbname, role, owner = claim.dbname, claim.role, claim.owner
@@ -490,7 +512,7 @@ def ensure_database(
             role_created = False
             password_set = False
             if plan.role == "create":
-                role_created = _create_role(conn, role, password)
+                role_created = _create_role(conn, role, password, connection_limit)
                 if not role_created:  # a concurrent creator won between our read and our write
                     raise DatabaseUnavailable(f"role {role!r} appeared while it was being provisioned")
             elif set_password or plan.role == "adopt":
@@ -500,6 +522,8 @@ def ensure_database(
                     )
                 )
                 password_set = True
+            if not role_created and connection_limit is not None:
+                _set_connection_limit(conn, role, connection_limit)
             previous = None if role_created else role_facts.comment if role_facts else None
             if ownership.parse_record(previous) != ownership.parse_record(record):
                 _comment(conn, "ROLE", role, ownership.record_comment(owner, previous))
@@ -533,6 +557,52 @@ def ensure_database(
         exc.reason = _scrub(exc.reason, password)
         exc.args = (exc.reason,)
         raise
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What a PostgresServer check learnt (probe_server): version, connection slots, the admin's rights."""
+
+    version: str  # server_version, e.g. "16.4" (a distribution may append text: "16.4 (Debian 16.4-1)")
+    version_num: int  # server_version_num, e.g. 160004
+    max_connections: int
+    # superuser_reserved_connections, plus reserved_connections on PostgreSQL 16 and later: slots only
+    # superusers (or pg_use_reserved_connections members) may take, so never the apps'.
+    reserved_connections: int
+    superuser: bool
+    createrole: bool
+    createdb: bool
+
+
+def probe_server(admin: AdminConnection) -> ServerFacts:
+    """Connect as the admin and read the server's version, max_connections and the admin's rights.
+
+    Read-only, one short session. Raises AdminAuthFailed when the credentials are refused and
+    DatabaseUnavailable (or another subclass) when the server cannot be reached or answers with an error.
+    """
+    with _admin_session(admin) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
+            " current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int"
+            " + coalesce(current_setting('reserved_connections', true)::int, 0),"
+            " r.rolsuper, r.rolcreaterole, r.rolcreatedb"
+            " FROM pg_roles r WHERE r.rolname = current_user"
+        ).fetchone()
+    if row is None:  # current_user always has a pg_roles row; a proxy in between might not say so
+        raise DatabaseUnavailable(
+            f"PostgreSQL at {admin.host}:{admin.port} did not describe the admin role",
+            "the database server did not describe the admin role",
+        )
+    return ServerFacts(
+        version=str(row[0]),
+        version_num=int(row[1]),
+        max_connections=int(row[2]),
+        reserved_connections=int(row[3]),
+        superuser=bool(row[4]),
+        createrole=bool(row[5]),
+        createdb=bool(row[6]),
+    )
 
 
 def read_stamp(admin: AdminConnection, dbname: str) -> str | None:

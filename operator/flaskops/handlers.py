@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -20,9 +21,9 @@ from typing import Any, cast
 
 import kopf
 
-from . import inventory, leader, metrics, names, safety, webhook
+from . import inventory, leader, metrics, names, safety, servercheck, webhook
 from . import settings as settings_mod
-from .kube import FIELD_MANAGER, Kube, is_not_found, merge_patch_diff
+from .kube import FIELD_MANAGER, Kube, is_not_found, merge_patch_diff, own_namespace
 from .reconcile import RETRY_MIGRATION, Event, Reconciler, Result
 from .safety import summary
 
@@ -116,6 +117,16 @@ GATE_WAIT_SECONDS = 15.0
 STATE = _State()
 # How soon a failed reconcile runs again, on every path (kopf's handler retry, the child-event timer).
 RETRY_SECONDS = 10.0
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own login through the kubernetes client, which knows no namespace: kopf would post a
+    # cluster-scoped PostgresServer's Events in "default". They go to the operator's own namespace, where
+    # the chart lets it create Events in every mode.
+    info = kopf.login_via_client(**kwargs)
+    namespace = own_namespace()
+    return dataclasses.replace(info, default_namespace=namespace) if info is not None and namespace else info
 
 
 @kopf.on.startup()
@@ -267,8 +278,8 @@ async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(*SERVERS)
-def postgresserver_spec(name: str, spec: Mapping[str, Any], **_: Any) -> Any:
-    return {name: inventory.server_entry(spec)}
+def postgresserver_spec(name: str, spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> Any:
+    return {name: inventory.server_entry(spec, status)}
 
 
 @kopf.index(*NAMESPACES)
@@ -500,6 +511,78 @@ def server_changed(
     for entry in _entries(flaskapp_db):
         if entry.get("server") == name:
             nudge(entry["namespace"], entry["name"], indexes)
+
+
+# --- PostgresServer status: checked on first sight, on each new generation, then on its own timer ---------
+
+
+def check_server(name: str, flaskapp_db: Any) -> bool | None:
+    """Check one PostgresServer and post its transition Events; whether it is Ready (None: it is gone)."""
+    if not _leading():
+        return True  # a follower writes no status; its timer keeps the interval until it leads
+    with STATE.lock((names.POSTGRESSERVER_KIND, name)):  # cluster-scoped: no namespace to collide with
+        worst = [e["connections"] for e in _entries(flaskapp_db) if e.get("server") == name]
+        checked = servercheck.check(STATE.kube, name, worst, connect_timeout=CONFIG.connect_timeout)
+    if checked is None:
+        return None
+    _post(checked.body, checked.events)
+    return checked.ready
+
+
+SERVER_CHECKS: servercheck.Scheduler | None = None
+# (namespace, app) -> (its server, its worst case) as last seen, so only a change pokes the server's check.
+APP_BUDGETS: dict[tuple[str, str], tuple[str | None, int | None]] = {}
+
+
+def _server_checks(flaskapp_db: Any) -> servercheck.Scheduler:
+    # The index object is live: the timers read the apps on the server at each check.
+    global SERVER_CHECKS
+    if SERVER_CHECKS is None:
+        SERVER_CHECKS = servercheck.Scheduler(
+            lambda server: check_server(server, flaskapp_db), CONFIG.server_check_seconds
+        )
+    return SERVER_CHECKS
+
+
+# Both event handlers below are async on purpose: they only touch memory and arm timers, so they run on
+# the event loop instead of taking a worker thread for every watch event (FlaskApp status writes included).
+
+
+@kopf.on.event(*SERVERS)
+async def server_seen(
+    type: str | None, name: str, meta: Mapping[str, Any], flaskapp_db: Any, **_: Any
+) -> None:
+    # An event handler, not a kopf daemon or timer: those put a finalizer on every PostgresServer.
+    checks = _server_checks(flaskapp_db)
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        checks.forget(name)
+    else:
+        checks.seen(name, int(meta.get("generation") or 0))
+
+
+@kopf.on.event(*FLASKAPPS)
+async def app_budget_seen(
+    type: str | None, namespace: str, name: str, spec: Mapping[str, Any], flaskapp_db: Any, **_: Any
+) -> None:
+    # A new app, a deleted one, or a new worst case changes its server's connection budget: re-check
+    # soon rather than at the next interval. The initial listing (type None) pokes nothing: each
+    # server's first check already counts every app.
+    key = (namespace, name)
+    server = None if type == "DELETED" else (spec.get("database") or {}).get("server")
+    seen = (server, inventory.app_entry(namespace, name, spec, {})["connections"] if server else None)
+    before = APP_BUDGETS.pop(key, None)
+    if type != "DELETED":
+        APP_BUDGETS[key] = seen
+    if type is None or before == seen:
+        return
+    for changed in {before[0] if before else None, server} - {None}:
+        _server_checks(flaskapp_db).soon(str(changed))
+
+
+@kopf.on.cleanup()
+def stop_server_checks(**_: Any) -> None:
+    if SERVER_CHECKS is not None:
+        SERVER_CHECKS.stop()
 
 
 # --- deletion: drop the database only for deletionPolicy Delete (kopf adds the finalizer only then) ------

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import credentials
+from . import budget, credentials, serverstatus
 from .safety import OtherApp
+from .spec import parse_flaskapp
 
 
 def app_entry(
@@ -25,16 +26,19 @@ def app_entry(
         "recorded": {k: recorded.get(k) for k in ("host", "port", "name")} if recorded.get("host") else None,
         # PostgreSQL's system_identifier of the server the app was provisioned on (status.database).
         "serverId": recorded.get("systemIdentifier"),
+        # The most PostgreSQL connections the app can open (budget.worst_case), for its server's budget.
+        "connections": budget.worst_case(parse_flaskapp({"spec": spec})),
     }
 
 
-def server_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """What the PostgresServer index keeps per server."""
+def server_entry(spec: Mapping[str, Any], status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the PostgresServer index keeps per server (its last measured connection slots from status)."""
     return {
         "host": spec.get("host", ""),
         "port": int(spec.get("port") or 5432),
         "environments": tuple(spec.get("environments") or ()),
         "allowedNamespaces": dict(spec.get("allowedNamespaces") or {}),
+        "availableConnections": serverstatus.available_connections(status),
     }
 
 

@@ -77,6 +77,24 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def own_namespace(sa_file: str = SERVICE_ACCOUNT_NAMESPACE, kubeconfig: str | None = None) -> str | None:
+    """The operator's own namespace: its ServiceAccount's in a pod, else the current context's of the
+    kubeconfig (`kubeconfig`, default KUBECONFIG or ~/.kube/config); None when neither says."""
+    try:
+        with open(sa_file) as f:
+            return f.read().strip() or None
+    except OSError:
+        pass
+    try:
+        _, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (config.ConfigException, OSError):
+        return None
+    return ((current or {}).get("context") or {}).get("namespace") or None
+
+
 def load_config() -> client.ApiClient:
     """An ApiClient from the in-cluster service account, else KUBECONFIG / ~/.kube/config."""
     try:

@@ -16,7 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import blockers, credentials, dburl, drift, manifests, migrations, names, ownership, rollout, tenancy
+from . import (
+    blockers,
+    budget,
+    credentials,
+    dburl,
+    drift,
+    manifests,
+    migrations,
+    names,
+    ownership,
+    rollout,
+    tenancy,
+)
 from . import conditions as c
 from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
@@ -311,7 +323,9 @@ class Reconciler:
         ident = target.identity
         server_id = ((status.get("database") or {}).get("systemIdentifier")) if fresh else None
         if target.server is not None:
-            db_data, learnt = self._provision(app, target, events, fresh=fresh)
+            # Pods the Deployment had when last seen: a scale-down keeps their slots until they are gone.
+            running = int(status.get("replicas") or 0)
+            db_data, learnt = self._provision(app, target, events, fresh=fresh, running=running)
             server_id = learnt or server_id
             secret_name = names.db_secret_name(app.name)
         else:
@@ -330,7 +344,7 @@ class Reconciler:
         return [db_data, key_data]
 
     def _provision(
-        self, app: FlaskAppSpec, target: Target, events: list[Event], *, fresh: bool
+        self, app: FlaskAppSpec, target: Target, events: list[Event], *, fresh: bool, running: int = 0
     ) -> tuple[dict[str, str], str | None]:
         """The `<app>-db` Secret's data, and the server's system_identifier when PostgreSQL was asked."""
         server = target.server
@@ -367,7 +381,7 @@ class Reconciler:
         password = (existing or {}).get("password") or credentials.generate_password()
         # Rules S5 (by the server's system_identifier) and S6 (the database's stamp) are judged inside the
         # provisioning session, before it writes anything: a refused pairing leaves nothing behind.
-        result = self._ensure_database(admin, server, app, target, password)
+        result = self._ensure_database(admin, server, app, target, password, running=running)
         if result.database_created:
             events.append(
                 Event(
@@ -392,7 +406,7 @@ class Reconciler:
         if not won:
             # Another writer created the Secret between our read and our create: its password is the one.
             data = self.kube.read_secret_data(app.namespace, secret_name) or data
-            self._ensure_database(admin, server, app, target, data["password"])
+            self._ensure_database(admin, server, app, target, data["password"], running=running)
         return data, result.system_identifier
 
     def _ensure_database(
@@ -402,6 +416,8 @@ class Reconciler:
         app: FlaskAppSpec,
         target: Target,
         password: str,
+        *,
+        running: int = 0,
     ) -> credentials.ProvisionResult:
         ident = target.identity
         claim = ownership.Claim(
@@ -417,7 +433,9 @@ class Reconciler:
 
         try:
             with self.gate(server.name):
-                return credentials.ensure_database(admin, claim, password, check=judge)
+                return credentials.ensure_database(
+                    admin, claim, password, check=judge, connection_limit=budget.worst_case(app, running)
+                )
         except TimeoutError as exc:
             raise Halt(
                 c.false(names.DATABASE_READY, "WaitingForServer", f"{exc}; retrying"),

@@ -36,6 +36,8 @@ class Settings:
     leader_election: bool = False
     lease_name: str = "flaskops-operator"
     lease_namespace: str = "default"
+    # Seconds between checks of a healthy PostgresServer (a failing one is retried sooner, with backoff).
+    server_check_seconds: float = 60.0
     # A label selector (kubectl -l syntax): the operator then sees, indexes and annotates only the
     # PostgresServers it selects. The demo sets it on a cluster it shares, so the user's servers stay untouched.
     server_selector: str = ""
@@ -67,6 +69,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         leader_election=e.get("FLASKOPS_LEADER_ELECTION", "false").lower() == "true",
         lease_name=e.get("FLASKOPS_LEASE_NAME") or d.lease_name,
         lease_namespace=e.get("FLASKOPS_LEASE_NAMESPACE") or d.lease_namespace,
+        server_check_seconds=float(e.get("FLASKOPS_SERVER_CHECK_SECONDS", d.server_check_seconds)),
         server_selector=e.get("FLASKOPS_POSTGRESSERVER_SELECTOR", d.server_selector).strip(),
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
@@ -83,6 +86,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if e.get("FLASKOPS_LEADER_ELECTION", "false").lower() not in ("true", "false"):
         raise ValueError("FLASKOPS_LEADER_ELECTION must be true or false")
+    if not cfg.server_check_seconds >= 1:
+        raise ValueError("FLASKOPS_SERVER_CHECK_SECONDS must be at least 1")
     if not 0 < cfg.webhook_cert_renew_before_days < cfg.webhook_cert_validity_days:
         raise ValueError(
             "FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS must be above 0 and below "

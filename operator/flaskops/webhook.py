@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import credentials, dburl, manifests, ownership, tenancy
+from . import budget, credentials, dburl, manifests, ownership, tenancy
 from .safety import WEBHOOK_RULES, OtherApp, Violation, check_pairing
 from .spec import parse_flaskapp
 
@@ -73,6 +73,9 @@ def review(
                     server_id=(server_ids or {}).get(app.database.server),
                 )
             )
+            too_many = budget.app_warning(app, app.database.server, server.get("availableConnections"))
+            if too_many:
+                out.warnings.append(too_many)
         if app.database.name:
             reserved = ownership.reserved_names(app.database.name, app.database.name)
             if reserved is not None:

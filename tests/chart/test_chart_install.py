@@ -194,6 +194,7 @@ def test_operator_token_can_do_what_it_needs(kube: Kube, operator_token_kubeconf
         ("list", "flaskapps.flaskops.dev"),
         ("watch", "postgresservers.flaskops.dev"),
         ("patch", "flaskapps.flaskops.dev/status"),
+        ("patch", "postgresservers.flaskops.dev/status"),
         ("create", "jobs.batch"),
         ("create", "secrets"),
         ("get", "secrets"),

@@ -138,12 +138,20 @@ def test_operator_rbac_is_least_privilege(docs: list[dict[str, Any]]) -> None:
 def test_role_only_mode_grants_namespaced_resources_in_one_namespace() -> None:
     docs = render("--set", "operator.watchNamespace=shop")
     cluster_resources = {r for rule in _rules(docs, "ClusterRole") for r in rule["resources"]}
-    assert cluster_resources == {"postgresservers", "customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {
+        "postgresservers",
+        "postgresservers/status",
+        "customresourcedefinitions",
+        "namespaces",
+    }
     role = find(docs, "Role", "flaskops-operator")
     assert role["metadata"]["namespace"] == "shop"
     secrets_role = find(docs, "Role", "flaskops-admin-secrets")
     assert secrets_role["metadata"]["namespace"] == "flaskops-system"
-    assert secrets_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert secrets_role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
     named = render("--set", "operator.watchNamespace=shop", "--set", "rbac.adminSecretNames={pg-admin}")
     assert find(named, "Role", "flaskops-admin-secrets")["rules"][0]["resourceNames"] == ["pg-admin"]
     assert "--namespace=shop" in operator_container(docs)["args"]

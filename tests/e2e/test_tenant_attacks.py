@@ -296,7 +296,6 @@ def test_the_webhook_answer_says_nothing_of_another_tenants_app(
 # --- finding 7: the tenant's login role has no connection limit --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: CREATE ROLE without CONNECTION LIMIT")
 @pytest.mark.usefixtures("webhook")
 def test_a_tenants_role_has_a_connection_limit(
     make_tenant: Callable[..., Tenant], pg_server: Any, apps: Apps, kube: Kube, postgres: Any

@@ -32,6 +32,7 @@ def test_values_are_read():
         ),
         ({"FLASKOPS_PROVISION_CONCURRENCY": "0"}, "FLASKOPS_PROVISION_CONCURRENCY"),
         ({"FLASKOPS_LEADER_ELECTION": "yes"}, "FLASKOPS_LEADER_ELECTION"),
+        ({"FLASKOPS_SERVER_CHECK_SECONDS": "0.5"}, "FLASKOPS_SERVER_CHECK_SECONDS"),
     ],
 )
 def test_unusable_values_are_refused_by_name(env, named):
