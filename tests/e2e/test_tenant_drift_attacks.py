@@ -13,6 +13,7 @@ are aggregated into `edit`, which also writes Secrets and Jobs): `_grant` adds e
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,10 @@ from test_tenancy import (  # noqa: F401  (fixtures)
     make_tenant,
     superuser,
 )
+
+# The module-scoped webhook (the chart's configuration) for the last test only: it stops the session's
+# `operator` (whose metrics the first tests read) until the module ends, so it stays last in the file.
+from test_webhook import legacy_namespace, webhook  # noqa: F401
 
 from flaskops import names
 from flaskops_testbed.kube_fixtures import Kube
@@ -320,3 +325,70 @@ def test_a_never_started_job_that_merely_carries_the_labels_is_never_deleted(
     # Must hold: the operator deleted its own superseded Job, never the one it does not own.
     left = {j.metadata.name for j in jobs(kube, ns, "moving") if not j.metadata.deletion_timestamp}
     assert "moving-migrate-bystander" in left, left
+
+
+# --- finding 4: resources' inner maps are unbounded; past the webhook's 1 MiB body limit no UPDATE passes --
+
+
+# Keys in spec.resources.limits: one object of ~0.7 MiB (the keys are in managedFields too), so an UPDATE
+# from a small spec fits an admission review (old + new) but any later UPDATE of the big object does not.
+GROWN_KEYS = 14_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 4: spec.resources.{limits,requests} are unbounded maps; an object whose UPDATE review "
+    "exceeds the webhook server's 1 MiB body limit keeps its finalizer forever",
+)
+@pytest.mark.usefixtures("webhook")
+def test_a_spec_grown_through_resources_cannot_hang_its_deletion(
+    make_tenant: Callable[..., Tenant],
+    make_server: Any,
+    apps: Apps,
+    kube: Kube,
+) -> None:
+    tenant = make_tenant()
+    server = make_server(["development", "testing"])
+    body = flaskapp("grown", tenant.namespace, server=server, environment="testing")
+    body["spec"]["database"]["deletionPolicy"] = "Delete"  # kopf holds a finalizer on the app
+    assert tenant.apply(body).returncode == 0
+    apps.wait(tenant.namespace, "grown", timeout=180)
+
+    live = apps.get(tenant.namespace, "grown")
+    assert names.FINALIZER in live["metadata"].get("finalizers", []), live["metadata"]
+    live["metadata"].pop("managedFields", None)
+    # kubectl replace refreshes apply's last-applied annotation when it exists: drop it.
+    live["metadata"].get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    live.pop("status", None)
+    live["spec"]["resources"]["limits"] = {f"example.com/r{i}": "1" for i in range(GROWN_KEYS)}
+    # replace (its finalizer kept): kubectl apply's last-applied annotation would pass the 256 KiB limit.
+    grown = tenant.kubectl("replace", "-f", "-", input=json.dumps(live))
+    if grown.returncode == 0:
+        out = tenant.kubectl("delete", "flaskapp", "grown", "-n", tenant.namespace, "--wait=false")
+        assert out.returncode == 0, out.stderr
+
+        def gone() -> bool:
+            got = tenant.kubectl("get", "flaskapp", "grown", "-n", tenant.namespace, "-o", "name")
+            if got.returncode == 0:
+                raise NotYet("still there (Terminating)")
+            return True
+
+        try:
+            # Must hold: a tenant's spec never keeps the app (and so its namespace) from being deleted.
+            wait_for(gone, timeout=30, what="the grown FlaskApp deleted")
+        finally:
+            # The way out (an UPDATE whose review fits again): shrink the spec, so the finalizer can go.
+            kube.kubectl(
+                "patch",
+                "flaskapp",
+                "grown",
+                "-n",
+                tenant.namespace,
+                "--type=json",
+                "-p",
+                json.dumps([{"op": "remove", "path": "/spec/resources/limits"}]),
+                check=False,
+            )
+    else:
+        # Refused as too large: what must hold holds (the tenant cannot build such an object).
+        assert "resources" in grown.stderr, grown.stderr
