@@ -53,13 +53,15 @@ def for_job(events: Iterable[Mapping[str, Any]], job: str, since: str) -> Blocke
     )
 
 
-def for_deployment(events: Iterable[Mapping[str, Any]], deployment: str, since: str) -> Blocker | None:
-    """The newest Warning (at or after `since`) about a pod of Deployment `deployment`.
+def for_replica_set(events: Iterable[Mapping[str, Any]], replica_set: str, since: str) -> Blocker | None:
+    """The newest Warning (at or after `since`) about a pod of ReplicaSet `replica_set` (`<rs>-xxxxx`).
 
-    Its pods are named `<deployment>-<pod-template-hash>-<5 chars>`: the pattern matches no pod of another
-    Deployment whose name merely starts with this one (`shop-api-…` has a dash in its hash position).
+    The rollout's ReplicaSet, not the Deployment's name, so pods of another workload whose name merely
+    starts with the app's (a Job `shop-backup`, a CronJob `shop`'s Jobs) are never quoted.
     """
-    pod = re.compile(rf"^{re.escape(deployment)}-[a-z0-9]+-[a-z0-9]{{5}}$")
+    if not replica_set:
+        return None
+    pod = re.compile(rf"^{re.escape(replica_set)}-[a-z0-9]{{5}}$")
     return _newest(
         events,
         since,

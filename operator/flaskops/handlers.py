@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import hashlib
@@ -43,6 +44,9 @@ class _State:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timers: dict[tuple[str, str], threading.Timer] = {}
         self._gates: dict[str, threading.BoundedSemaphore] = {}
+        # Event-driven reconciles per app: running, and whether events arrived while it ran (coalescing).
+        self._running: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, str]] = set()
         self._guard = threading.Lock()
 
     @property
@@ -73,13 +77,34 @@ class _State:
         finally:
             sem.release()
 
+    def begin(self, key: tuple[str, str]) -> bool:
+        """Claim the right to reconcile `key` from an event; False when a claim is held (it runs again)."""
+        with self._guard:
+            if key in self._running:
+                self._dirty.add(key)
+                return False
+            self._running.add(key)
+            return True
+
+    def again(self, key: tuple[str, str]) -> bool:
+        """After a reconcile from an event: True when more events came meanwhile (reconcile once more),
+        else the claim is released."""
+        with self._guard:
+            if key in self._dirty:
+                self._dirty.discard(key)
+                return True
+            self._running.discard(key)
+            return False
+
     def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
         with self._guard:
             pending = self._timers.get(key)
             # A retry that fails again re-arms from inside its own timer thread, which is still alive.
             if pending is not None and pending.is_alive() and pending is not threading.current_thread():
                 return
-            timer = threading.Timer(delay, fn)
+            # kopf.event finds its API context in context variables: a timer thread starts with none, so
+            # the reconcile it runs would lose its Events. It runs in a copy of the arming thread's context.
+            timer = threading.Timer(delay, contextvars.copy_context().run, args=(fn,))
             timer.daemon = True
             self._timers[key] = timer
             timer.start()
@@ -378,15 +403,27 @@ def _changed_conditions(old: list[Mapping[str, Any]], new: list[Mapping[str, Any
 
 
 def nudge(namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
-    """Reconcile an app because one of its inputs changed; retry on a timer if a step asked to."""
-    try:
-        result = run(namespace, name, indexes)
-    except Exception:
-        log.exception("reconcile failed", extra={"namespace": namespace, "flaskapp": name})
-        result = None
-        delay: float | None = RETRY_SECONDS
-    else:
-        delay = (result.retry_after or result.recheck_after) if result else None
+    """Reconcile an app because one of its inputs changed; retry on a timer if a step asked to.
+
+    Events for one app coalesce, as in controller-runtime's work queue: while a reconcile of it runs,
+    further nudges only mark it dirty and return, and it runs once more when done. A burst of events
+    (a tenant labelling hundreds of Secrets like an app's children) costs at most two reconciles at a
+    time, not one worker thread and one reconcile each.
+    """
+    key = (namespace, name)
+    if not STATE.begin(key):
+        return
+    delay: float | None = None
+    while True:
+        try:
+            result = run(namespace, name, indexes)
+        except Exception:
+            log.exception("reconcile failed", extra={"namespace": namespace, "flaskapp": name})
+            delay = RETRY_SECONDS
+        else:
+            delay = (result.retry_after or result.recheck_after) if result else None
+        if not STATE.again(key):
+            break
     if delay:
         STATE.retry_later((namespace, name), delay, lambda: nudge(namespace, name, indexes))
 
@@ -427,8 +464,22 @@ def retry_requested(
     nudge(namespace, name, _indexes(flaskapp_db, postgresserver_spec, namespace_labels))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_leading)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, when=_leading)
+def _child(body: Mapping[str, Any], labels: Mapping[str, str], **kwargs: Any) -> bool:
+    """A child of the app its label names: controlled by (an ownerReference to) the FlaskApp of that name.
+
+    The labels alone are anyone's to set: an object that merely carries them (a tenant's decoy) wakes no
+    reconcile. A tenant may still point ownerReferences at its own app; nudge() coalesces those events.
+    """
+    app = labels.get(names.LABEL_APP)
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
+    return _leading(**kwargs) and any(
+        ref.get("kind") == names.FLASKAPP_KIND and ref.get("name") == app and ref.get("controller")
+        for ref in refs
+    )
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_child)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, when=_child)
 def child_changed(
     namespace: str,
     labels: Mapping[str, str],
@@ -450,7 +501,7 @@ def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
     means someone else changed a field (managedFields times have one-second granularity, too coarse to
     tell who wrote last).
     """
-    if not _leading():
+    if not _child(body=body, labels=(body.get("metadata") or {}).get("labels") or {}):
         return False
     if type == "DELETED":
         return True

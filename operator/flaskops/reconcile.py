@@ -692,9 +692,10 @@ class Reconciler:
         if not rolled_out and view.exists:
             self._recheck = RECHECK_SECONDS
             self._blocked = view.failure
-            if self._blocked is None and _age_seconds(view.progressed_at, self.now()) >= STUCK_SECONDS:
+            stuck = _age_seconds(view.progressed_at, self.now()) >= STUCK_SECONDS
+            if self._blocked is None and view.replica_set and stuck:
                 since = view.progressed_at
-                blocker = blockers.for_deployment(self._warnings(app), app.name, since=since)
+                blocker = blockers.for_replica_set(self._warnings(app), view.replica_set, since=since)
                 self._blocked = blocker.describe() if blocker else None
         return self._availability(app, status, view), rolled_out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ class RolloutView:
     failure: str | None = None
     # When the Deployment last made progress (its Progressing condition), RFC 3339; "" when unknown.
     progressed_at: str = ""
+    # The ReplicaSet the rollout is making, as the Deployment controller's Progressing message names it
+    # ('ReplicaSet "shop-5d8f7c9b6" is progressing.'); "" when it names none.
+    replica_set: str = ""
 
 
 MISSING = RolloutView(False, None, False, False, 0, 0, "the Deployment does not exist yet")
@@ -65,6 +69,21 @@ def view(dep: Mapping[str, Any] | None) -> RolloutView:
     elif progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         failure = f"ProgressDeadlineExceeded: {progressing.get('message') or ''}"
     progressed = str(progressing.get("lastUpdateTime") or "")
+    named = _REPLICA_SET.search(str(progressing.get("message") or ""))
     return RolloutView(
-        True, containers[0].get("image"), rolled_out, available, total, ready, message, failure, progressed
+        True,
+        containers[0].get("image"),
+        rolled_out,
+        available,
+        total,
+        ready,
+        message,
+        failure,
+        progressed,
+        named.group(1) if named else "",
     )
+
+
+# The Deployment controller's Progressing messages (NewReplicaSetReason and friends in
+# kubernetes/pkg/controller/deployment/util) name the ReplicaSet in double quotes.
+_REPLICA_SET = re.compile(r'ReplicaSet "([a-z0-9.-]+)"')

@@ -48,16 +48,17 @@ def test_normal_events_probes_and_other_objects_are_not_blockers() -> None:
     assert blockers.for_job(events, JOB, since="2026-01-01T00:00:00Z") is None
 
 
-def test_deployment_pods_match_only_this_deployment() -> None:
+def test_rollout_pods_match_only_the_rollouts_replica_set() -> None:
+    rs = "shop-7d9f8c6b5"
     events = [
         _event("Pod", "shop-api-7d9f8c6b5-abcde", "Failed", "2026-01-01T00:00:05Z", msg="another app's"),
         _event("Pod", "shop-migrate-0123456789-abcde", "Failed", "2026-01-01T00:00:05Z", msg="the Job's"),
+        _event("Pod", "shop-5f6d7c8b9-abcde", "Failed", "2026-01-01T00:00:05Z", msg="the previous rollout's"),
     ]
-    assert blockers.for_deployment(events, "shop", since="2026-01-01T00:00:00Z") is None
-    events.append(
-        _event("Pod", "shop-7d9f8c6b5-abcde", "FailedScheduling", "2026-01-01T00:00:06Z", msg="0/2 nodes")
-    )
-    got = blockers.for_deployment(events, "shop", since="2026-01-01T00:00:00Z")
+    assert blockers.for_replica_set(events, rs, since="2026-01-01T00:00:00Z") is None
+    assert blockers.for_replica_set(events, "", since="2026-01-01T00:00:00Z") is None
+    events.append(_event("Pod", f"{rs}-abcde", "FailedScheduling", "2026-01-01T00:00:06Z", msg="0/2 nodes"))
+    got = blockers.for_replica_set(events, rs, since="2026-01-01T00:00:00Z")
     assert got is not None and got.message == "0/2 nodes"
 
 
@@ -76,12 +77,18 @@ def test_a_replica_failure_of_the_deployment_is_its_failure() -> None:
                     "reason": "FailedCreate",
                     "message": "exceeded quota",
                 },
-                {"type": "Progressing", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"},
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "lastUpdateTime": "2026-01-01T00:00:00Z",
+                    "message": 'ReplicaSet "shop-7d9f8c6b5" is progressing.',
+                },
             ],
         },
     }
     view = rollout.view(dep)
     assert view.failure == "FailedCreate: exceeded quota" and view.progressed_at == "2026-01-01T00:00:00Z"
+    assert view.replica_set == "shop-7d9f8c6b5"
     dep["status"]["conditions"][1]["status"] = "False"
     dep["status"]["conditions"][2] = {
         "type": "Progressing",

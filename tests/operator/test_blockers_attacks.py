@@ -19,10 +19,6 @@ def _warning(pod: str, msg: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 3: for_deployment's pod pattern also matches pods of a Job or CronJob named <app>-<word>",
-)
 @pytest.mark.parametrize(
     "pod",
     [
@@ -32,5 +28,5 @@ def _warning(pod: str, msg: str) -> dict[str, Any]:
 )
 def test_a_rollout_never_quotes_the_warnings_of_another_workloads_pods(pod: str) -> None:
     events = [_warning(pod, "Error: ErrImagePull: registry.internal/backup:3 (another workload's)")]
-    # Must hold: only the Deployment's own pods (<deployment>-<pod-template-hash>-<5>) are its blockers.
-    assert blockers.for_deployment(events, "shop", since="2026-01-01T00:00:00Z") is None
+    # Finding 3 (fixed): only the pods of the rollout's own ReplicaSet (<rs>-<5>) are its blockers.
+    assert blockers.for_replica_set(events, "shop-7d9f8c6b5", since="2026-01-01T00:00:00Z") is None

@@ -25,7 +25,14 @@ def _kwargs(**extra):
         "annotations": {"flaskops.dev/retry-migration": "1"},
         "status": {},
         "type": "MODIFIED",
-        "body": {"metadata": {"managedFields": [{"manager": "kubectl"}]}},
+        "labels": {"flaskops.dev/app": "web"},
+        "body": {
+            "metadata": {
+                "managedFields": [{"manager": "kubectl"}],
+                "labels": {"flaskops.dev/app": "web"},
+                "ownerReferences": [{"kind": "FlaskApp", "name": "web", "controller": True}],
+            }
+        },
         **extra,
     }
 
