@@ -490,7 +490,15 @@ def ensure_database(
             existing_db = _database_facts(conn, dbname)
             role_facts = _role_facts(conn, role)
             found = None if existing_db is None else parse_stamp(existing_db.comment)
-            if role_facts is not None and not role_facts.comment and _logs_in(admin, role, password, dbname):
+            if (
+                claim.provisioned_before
+                and role_facts is not None
+                and not role_facts.comment
+                and not role_facts.privileged
+                and not role_facts.member_of
+                and role != admin.username
+                and _logs_in(admin, role, password, dbname)
+            ):
                 # Provisioned by flaskops 0.1 (no records yet): the app's own Secret still opens the role.
                 claim = dataclasses.replace(claim, proven=True)
             # The pairing rules first (as reconcile orders its steps), then ownership: either refuses

@@ -173,6 +173,10 @@ class Claim:
     # Set by the caller after the app's own Secret's password logged in as the role: it provisioned
     # these before ownership records existed (flaskops 0.1) and so may take them up again.
     proven: bool = False
+    # Whether the app's status — written only by the operator, through the status subresource — already
+    # names this role and database: the only case in which the 0.1 proof above is even tried. A Secret
+    # alone is the tenant's to write, so it proves nothing about who provisioned the role.
+    provisioned_before: bool = False
 
 
 @dataclass(frozen=True)

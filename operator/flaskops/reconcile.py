@@ -143,6 +143,7 @@ class Reconciler:
         # Set by a reconcile: when to look again at a child that makes no progress, and why a rollout is stuck.
         self._recheck: float | None = None
         self._blocked: str | None = None
+        self._provisioned: dict[str, Any] = {}
 
     # --- the flow -----------------------------------------------------------------------------------------
 
@@ -158,6 +159,8 @@ class Reconciler:
         rolled_out = False
         self._recheck = None
         self._blocked = None
+        # What this app's status (operator-written) says it was provisioned with before this reconcile.
+        self._provisioned = dict(old.get("database") or {})
         try:
             target = self._resolve(app)
             self._check_safety(app, target, stamp=None, server_id=self._known_server_id(target))
@@ -426,6 +429,8 @@ class Reconciler:
             role=ident.user,
             adopt=app.database.adopt_existing,
             adoptable=tenancy.adoptable(server.adoptable_databases, app.namespace, ident.dbname),
+            provisioned_before=(self._provisioned.get("name"), self._provisioned.get("user"))
+            == (ident.dbname, ident.user),
         )
 
         def judge(server_id: str | None, stamp: str | None) -> None:

@@ -3,7 +3,8 @@
 
 A hostile tenant against the operator's newest paths: the label-selected Secret/Service watches
 (`child_edited`), the `<app>-db` Secret the reconcile trusts, and `MigrationAbandoned`. Each test asserts
-what MUST hold; the ones marked `xfail(strict=True)` are open findings (see the review report).
+what MUST hold; the findings the review reported (decoy wake-ups, the forged 0.1 proof, grown specs,
+Events of timer reconciles) are fixed, and these tests keep them so.
 
 The tenant is the `make_tenant` ServiceAccount (FlaskApp rights only) plus, where the attack needs it,
 the namespace rights the README's security model assumes a tenant has anyway (the chart's `-edit` rules
@@ -116,10 +117,6 @@ def _uid(tenant: Tenant, app: str) -> str:
 DECOYS = 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: child_edited nudges on any Secret/Service carrying the labels (no name or owner check)",
-)
 def test_secrets_merely_labelled_like_a_child_do_not_each_cost_a_reconcile(
     make_tenant: Callable[..., Tenant],
     make_server: Any,
@@ -161,11 +158,6 @@ def test_secrets_merely_labelled_like_a_child_do_not_each_cost_a_reconcile(
 # --- finding 2: a Secret the tenant writes stands in for the 0.1 upgrade proof -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 2: a tenant-made <app>-db Secret passes as the operator's own 0.1 proof: adoption "
-    "without the admin's adoptableDatabases consent",
-)
 def test_a_forged_db_secret_does_not_adopt_a_database_the_admin_did_not_list(
     make_tenant: Callable[..., Tenant],
     make_server: Any,
@@ -335,11 +327,6 @@ def test_a_never_started_job_that_merely_carries_the_labels_is_never_deleted(
 GROWN_KEYS = 14_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: spec.resources.{limits,requests} are unbounded maps; an object whose UPDATE review "
-    "exceeds the webhook server's 1 MiB body limit keeps its finalizer forever",
-)
 @pytest.mark.usefixtures("webhook")
 def test_a_spec_grown_through_resources_cannot_hang_its_deletion(
     make_tenant: Callable[..., Tenant],

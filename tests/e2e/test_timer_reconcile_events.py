@@ -20,10 +20,6 @@ from flaskops_testbed.waiting import NotYet, wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 5: kopf.event from a threading.Timer reconcile raises LookupError (Event lost)",
-)
 def test_a_rollout_blocked_found_by_the_recheck_timer_posts_its_warning(
     operator: OperatorProcess, apps: Apps, ns: str, make_server: Any
 ) -> None:

@@ -63,9 +63,17 @@ def ensure_database(
     owner: ownership.Owner | None = None,
     adopt: bool = False,
     adoptable: bool = False,
+    provisioned_before: bool = False,
 ) -> ProvisionResult:
     """The operator's call, with the app identity the tests mostly do not care about filled in."""
-    claim = ownership.Claim(owner or _owner(environment), dbname, role, adopt=adopt, adoptable=adoptable)
+    claim = ownership.Claim(
+        owner or _owner(environment),
+        dbname,
+        role,
+        adopt=adopt,
+        adoptable=adoptable,
+        provisioned_before=provisioned_before,
+    )
     return credentials.ensure_database(admin, claim, password, set_password=set_password)
 
 
@@ -580,6 +588,34 @@ def test_a_legacy_role_is_adopted_only_with_both_consents(
     assert all(
         ownership.parse_record(c).uid == ownership.digest("uid-1") for c in _comments(postgres, dbname, role)
     )
+
+
+def test_the_password_proof_of_a_0_1_role_counts_only_for_an_app_whose_status_named_it(
+    postgres: PostgresTarget, admin: AdminConnection, app_names: AppNames
+) -> None:
+    """flaskops 0.1 wrote no ownership records; an app it provisioned is taken up again when its Secret's
+    password still opens the role. The Secret is the tenant's to write, so the proof is only tried when
+    the app's status (the operator's to write) already names this role (security review attack-2, #2)."""
+    dbname, role = app_names()
+    password = generate_password()
+    with _superuser(postgres) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role))
+        )
+
+    with pytest.raises(NotOwned) as info:  # the right password, but no status saying we made it
+        ensure_database(admin, dbname, role, password, "testing", set_password=True)
+    assert info.value.condition_reason == "RoleOwnedElsewhere"
+    assert _comments(postgres, dbname, role) == (None, None)
+
+    result = ensure_database(
+        admin, dbname, role, password, "testing", set_password=True, provisioned_before=True
+    )
+    assert not (result.role_created or result.database_created)
+    assert ownership.parse_record(_comments(postgres, dbname, role)[1]).uid == ownership.digest("uid-1")
 
 
 def test_a_role_with_memberships_is_not_adopted(
