@@ -478,21 +478,6 @@ def _child(body: Mapping[str, Any], labels: Mapping[str, str], **kwargs: Any) ->
     )
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_child)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, when=_child)
-def child_changed(
-    namespace: str,
-    labels: Mapping[str, str],
-    flaskapp_db: Any,
-    postgresserver_spec: Any,
-    namespace_labels: Any,
-    **_: Any,
-) -> None:
-    # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop.
-    indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
-    nudge(namespace, labels[names.LABEL_APP], indexes)
-
-
 def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
     """A Secret or Service event worth a reconcile: a deletion, or a change flaskops did not make.
 
@@ -511,9 +496,11 @@ def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
     return any(entry.get("manager") != FIELD_MANAGER for entry in entries)
 
 
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_child)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, when=_child)
 @kopf.on.event("v1", "secrets", labels=CHILD_LABELS, when=_news)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS, when=_news)
-def child_edited(
+def child_changed(
     namespace: str,
     labels: Mapping[str, str],
     flaskapp_db: Any,
@@ -521,7 +508,8 @@ def child_edited(
     namespace_labels: Any,
     **_: Any,
 ) -> None:
-    # Someone deleted or edited a Secret or Service the operator owns: the reconcile puts it back (drift).
+    # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop. So is
+    # a Secret or Service someone deleted or edited: the reconcile puts it back (drift).
     indexes = _indexes(flaskapp_db, postgresserver_spec, namespace_labels)
     nudge(namespace, labels[names.LABEL_APP], indexes)
 

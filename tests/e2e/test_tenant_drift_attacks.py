@@ -2,7 +2,7 @@
 """Security review of drift repair, blocked children and migration Job deletion (attack-2).
 
 A hostile tenant against the operator's newest paths: the label-selected Secret/Service watches
-(`child_edited`), the `<app>-db` Secret the reconcile trusts, and `MigrationAbandoned`. Each test asserts
+(`child_changed`), the `<app>-db` Secret the reconcile trusts, and `MigrationAbandoned`. Each test asserts
 what MUST hold; the findings the review reported (decoy wake-ups, the forged 0.1 proof, grown specs,
 Events of timer reconciles) are fixed, and these tests keep them so.
 
