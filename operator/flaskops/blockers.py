@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 # Reasons that keep a pod from ever running as it is. Not "Unhealthy": a failing readiness probe is normal
@@ -54,7 +55,11 @@ def for_job(events: Iterable[Mapping[str, Any]], job: str, since: str) -> Blocke
 
 
 def for_replica_set(events: Iterable[Mapping[str, Any]], replica_set: str, since: str) -> Blocker | None:
-    """The newest Warning (at or after `since`) about a pod of ReplicaSet `replica_set` (`<rs>-xxxxx`).
+    """The newest Warning (at most GRACE_SECONDS before `since`) about a pod of ReplicaSet `replica_set`.
+
+    `since` is when the Deployment last progressed; a pod it created then may have been refused by the
+    scheduler a moment before the Deployment controller wrote that time, and the scheduler does not
+    re-stamp a repeated FailedScheduling soon (Event series are flushed rarely): hence the grace.
 
     The rollout's ReplicaSet, not the Deployment's name, so pods of another workload whose name merely
     starts with the app's (a Job `shop-backup`, a CronJob `shop`'s Jobs) are never quoted.
@@ -64,9 +69,21 @@ def for_replica_set(events: Iterable[Mapping[str, Any]], replica_set: str, since
     pod = re.compile(rf"^{re.escape(replica_set)}-[a-z0-9]{{5}}$")
     return _newest(
         events,
-        since,
+        _earlier(since, GRACE_SECONDS),
         lambda kind, name, reason: kind == "Pod" and bool(pod.match(name)) and reason in POD_BLOCKERS,
     )
+
+
+# How far before the Deployment's last progress a pod Warning still counts (see for_replica_set).
+GRACE_SECONDS = 60
+
+
+def _earlier(stamp: str, seconds: int) -> str:
+    """An RFC 3339 time (second precision) moved `seconds` earlier; "" stays "" (no lower bound)."""
+    if not stamp:
+        return ""
+    when = datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S") - timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _newest(events: Iterable[Mapping[str, Any]], since: str, relevant: Any) -> Blocker | None:

@@ -97,14 +97,27 @@ class _State:
             return False
 
     def retry_later(self, key: tuple[str, str], delay: float, fn: Any) -> None:
+        """Run `fn` after `delay` seconds unless a timer for `key` is already armed and has not fired.
+
+        A timer leaves the registry the moment it fires, so whatever its run arms — directly, or through
+        another thread's reconcile its nudge coalesced into — is a new timer: a chain of rechecks never
+        dies on a timer thread that is still finishing (is_alive() said "pending" for a timer that had
+        already run, and the recheck of a stuck rollout was lost).
+        """
         with self._guard:
-            pending = self._timers.get(key)
-            # A retry that fails again re-arms from inside its own timer thread, which is still alive.
-            if pending is not None and pending.is_alive() and pending is not threading.current_thread():
+            if key in self._timers:
                 return
             # kopf.event finds its API context in context variables: a timer thread starts with none, so
             # the reconcile it runs would lose its Events. It runs in a copy of the arming thread's context.
-            timer = threading.Timer(delay, contextvars.copy_context().run, args=(fn,))
+            context = contextvars.copy_context()
+
+            def fire() -> None:
+                with self._guard:
+                    if self._timers.get(key) is timer:
+                        del self._timers[key]
+                context.run(fn)
+
+            timer = threading.Timer(delay, fire)
             timer.daemon = True
             self._timers[key] = timer
             timer.start()

@@ -96,3 +96,14 @@ def test_a_replica_failure_of_the_deployment_is_its_failure() -> None:
         "reason": "ProgressDeadlineExceeded",
     }
     assert (rollout.view(dep).failure or "").startswith("ProgressDeadlineExceeded")
+
+
+def test_a_scheduling_refusal_just_before_the_deployment_recorded_progress_still_counts() -> None:
+    """The scheduler may refuse a new pod a moment before the Deployment controller stamps its progress,
+    and does not re-stamp the repeated Event soon (a clean-clone CI run missed a RolloutBlocked so)."""
+    rs = "shop-7d9f8c6b5"
+    events = [_event("Pod", f"{rs}-abcde", "FailedScheduling", "2026-01-01T00:00:58Z", msg="0/2 nodes")]
+    got = blockers.for_replica_set(events, rs, since="2026-01-01T00:01:00Z")
+    assert got is not None and got.reason == "FailedScheduling"
+    old = [_event("Pod", f"{rs}-abcde", "FailedScheduling", "2025-12-31T23:00:00Z")]
+    assert blockers.for_replica_set(old, rs, since="2026-01-01T00:01:00Z") is None
