@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import logging
 import re
@@ -212,6 +213,23 @@ class Kube:
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist."""
         return decode_secret(self.get("Secret", namespace, name))
+
+    # The reads cache.CachedClient answers from memory; here every one is a request.
+
+    def live(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The whole object from the API server (as get)."""
+        return self.get(kind, namespace, name)
+
+    def jobs(self, namespace: str, app: str) -> builtins.list[dict[str, Any]]:
+        """An app's Jobs (label-selected)."""
+        return self.list("Job", namespace, selector=f"{names.LABEL_APP}={app}")
+
+    def verified(self, current: Mapping[str, Any], desired_digest: str) -> bool:
+        """Without a cache nothing is known to be verified: every child is compared field by field."""
+        return False
+
+    def verify(self, live: Mapping[str, Any], desired_digest: str) -> None:
+        """Nothing to remember without a cache."""
 
 
 def decode_secret(obj: Mapping[str, Any] | None) -> dict[str, str] | None:

@@ -30,6 +30,7 @@ from . import (
     tenancy,
 )
 from . import conditions as c
+from .cache import CachedClient
 from .kube import ApiException, Kube, decode_secret
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
@@ -120,7 +121,7 @@ class Reconciler:
 
     def __init__(
         self,
-        kube: Kube,
+        kube: Kube | CachedClient,
         *,
         others: Callable[[FlaskAppSpec, dburl.DatabaseIdentity], Iterable[OtherApp]] = lambda app, ident: (),
         now: Callable[[], str] = c.now_iso,
@@ -538,6 +539,11 @@ class Reconciler:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+                # Taken: by a concurrent reconcile of this app, or by an object the label-selected watch
+                # does not see (someone else's, never to be overwritten).
+                _require_owned(
+                    app, self.kube.live("Secret", app.namespace, name), names.DATABASE_READY, "Secret", name
+                )
                 return False
             return True
         self.kube.apply(body)
@@ -564,15 +570,23 @@ class Reconciler:
             if retry:
                 # Nothing to retry: the token is taken as seen, so the retry handler stops waking for it.
                 status["migration"] = {**(status.get("migration") or {}), "retry": retry}
-            return c.true(names.MIGRATED, "Migrated", f"migrated to {app.image}")
+            # The same words as when its Job finished, so a later reconcile does not rewrite the message.
+            job_name = (status.get("migration") or {}).get("jobName")
+            done = (
+                f"Job '{job_name}' migrated the database to {app.image}"
+                if job_name
+                else f"migrated to {app.image}"
+            )
+            return c.true(names.MIGRATED, "Migrated", done)
         # Anything else — a new image, or the same image on another database — migrates before any rollout.
         job_body = manifests.migration_job(app, retry=retry, database=database)
         job_name = job_body["metadata"]["name"]
         # Only Jobs this app owns count: one that merely carries our labels is never waited on or deleted.
         jobs = [
             j
-            for j in self.kube.list("Job", app.namespace, selector=_selector(app, "migration"))
+            for j in self.kube.jobs(app.namespace, app.name)
             if _owned_or_none(app, j) is not None
+            and (j["metadata"].get("labels") or {}).get(names.LABEL_COMPONENT) == "migration"
         ]
         mine = next((j for j in jobs if j["metadata"]["name"] == job_name), None)
         if mine is None:
@@ -604,9 +618,11 @@ class Reconciler:
                     raise _rejected(exc, names.MIGRATED, f"Job '{job_name}'") from None
                 if exc.status != 409:
                     raise
-                mine = self.kube.get("Job", app.namespace, job_name) or job_body
+                mine = self.kube.live("Job", app.namespace, job_name) or job_body
                 _require_owned(app, mine, names.MIGRATED, "Job", job_name)
-            events.append(Event("Normal", "MigrationStarted", f"started Job '{job_name}' with {app.image}"))
+            log.info(
+                "migration started", extra={"namespace": app.namespace, "job": job_name, "image": app.image}
+            )
         job = migrations.view(mine)
         status["migration"] = {
             k: v
@@ -673,24 +689,25 @@ class Reconciler:
         checksum = manifests.secrets_checksum(*secret_data)
         desired = _desired_deployment(app, checksum, current)
         try:
-            changed = self._apply_if_changed(
-                desired, current, events, existed=bool(status.get("servingImage"))
+            applied = self._apply_if_changed(
+                app, desired, current, events, existed=bool(status.get("servingImage"))
             )
         except ApiException as exc:
             if not _invalid(exc):
                 raise
             raise _rejected(exc, names.AVAILABLE, f"Deployment '{app.name}'") from None
-        if changed:
+        if applied is not None:
             old_image = rollout.view(current).image
-            if old_image != app.image:
+            if old_image and old_image != app.image:
+                # An upgrade: the first rollout is told by Ready.
                 events.append(
                     Event("Normal", "RolloutStarted", f"rolling Deployment '{app.name}' to {app.image}")
                 )
-            current = self.kube.get("Deployment", app.namespace, app.name)
+            current = applied
         svc = manifests.service(app)
         svc_current = self.kube.get("Service", app.namespace, app.name)
         _require_owned(app, svc_current, names.AVAILABLE, "Service", app.name)
-        self._apply_if_changed(svc, svc_current, events, existed=bool(status.get("servingImage")))
+        self._apply_if_changed(app, svc, svc_current, events, existed=bool(status.get("servingImage")))
         self._disruption_budget(app, events)
         view = rollout.view(current)
         rolled_out = view.rolled_out and view.image == app.image
@@ -714,7 +731,7 @@ class Reconciler:
         if app.replicas >= manifests.PDB_MIN_REPLICAS:
             _require_owned(app, current, names.AVAILABLE, "PodDisruptionBudget", app.name)
             # existed=False: apps deployed before budgets existed have none, so a missing one is no repair.
-            self._apply_if_changed(manifests.pod_disruption_budget(app), current, events, existed=False)
+            self._apply_if_changed(app, manifests.pod_disruption_budget(app), current, events, existed=False)
         elif _owned_or_none(app, current) is not None:
             # One replica: a budget of maxUnavailable 1 would only hide that a drain takes the app down.
             self.kube.delete("PodDisruptionBudget", app.namespace, app.name)
@@ -740,48 +757,53 @@ class Reconciler:
 
     def _apply_if_changed(
         self,
+        app: FlaskAppSpec,
         desired: dict[str, Any],
         current: Mapping[str, Any] | None,
         events: list[Event],
         *,
         existed: bool,
-    ) -> bool:
-        """Server-side apply `desired` unless `current` already carries it; True when it applied.
+    ) -> dict[str, Any] | None:
+        """Server-side apply `desired` unless the child already carries it; the object the API server
+        returned when it applied, else None.
 
+        `current` is what the operator knows of the child (a cache view, or a whole object). A child whose
+        content is verified to carry `desired` — applied or compared by this process since its content last
+        changed — is not read again. Anything else (a first sight after a start, someone's edit, an object
+        the cache does not know) is read whole from the API server and compared field by field.
         `existed`: whether the child should be there already (the app served before), so that its absence
         is someone's deletion, reported as a repair, not a first creation.
         """
         digest = manifests.digest(desired)
-        have = ((current or {}).get("metadata") or {}).get("annotations", {}).get(APPLIED_HASH)
-        changed = drift.differences(desired, current) if current is not None else []
-        if current is not None and have == digest and not changed:
-            return False
         kind, name = desired["kind"], desired["metadata"]["name"]
-        if current is not None and have == digest:
+        namespace = desired["metadata"]["namespace"]
+        if current is not None and _applied_hash(current) == digest and self.kube.verified(current, digest):
+            return None
+        live = self.kube.live(kind, namespace, name)
+        # The label-selected watch does not see an object someone else made under this name.
+        _require_owned(app, live, names.AVAILABLE, kind, name)
+        have = _applied_hash(live)
+        changed = drift.differences(desired, live) if live is not None else []
+        if live is not None and have == digest and not changed:
+            self.kube.verify(live, digest)
+            return None
+        if live is not None and have == digest:
             # Same spec as last applied, yet the object differs: someone edited a field flaskops sets.
             events.append(
                 _repaired(kind, name, f"was changed outside flaskops ({', '.join(changed[:3])}); put back")
             )
-        elif current is None and existed:
+        elif live is None and existed:
             events.append(_repaired(kind, name, "was deleted; recreated"))
-        if current is not None and changed:
+        if live is not None and changed:
             # An apply alone cannot undo every edit: an item someone re-keyed in a list merged by key (a
             # Service port changed from 80 to 8081) is theirs, and ours would be added beside it. A merge
             # patch replaces such lists whole; the apply below then owns the fields again.
-            self.kube.merge_patch(kind, desired["metadata"]["namespace"], name, {"spec": desired["spec"]})
+            self.kube.merge_patch(kind, namespace, name, {"spec": desired["spec"]})
         desired["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
-        self.kube.apply(desired)
-        meta = desired["metadata"]
-        log.info(
-            "applied",
-            extra={
-                "kind": desired["kind"],
-                "namespace": meta["namespace"],
-                "child": meta["name"],
-                "was": have,
-            },
-        )
-        return True
+        applied = self.kube.apply(desired)
+        self.kube.verify(applied, digest)
+        log.info("applied", extra={"kind": kind, "namespace": namespace, "child": name, "was": have})
+        return applied
 
     # --- 6. delete ----------------------------------------------------------------------------------------
 
@@ -855,6 +877,11 @@ DRIFT_REPAIRED = "DriftRepaired"
 
 def _repaired(kind: str, name: str, what: str) -> Event:
     return Event("Warning", DRIFT_REPAIRED, f"{kind} '{name}' {what}")
+
+
+def _applied_hash(obj: Mapping[str, Any] | None) -> str | None:
+    """The digest of the desired state the operator last applied to a child (its annotation)."""
+    return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(APPLIED_HASH)
 
 
 def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -943,10 +970,6 @@ def _age_seconds(since: str | None, now: str) -> float:
     return (datetime.strptime(now, fmt) - datetime.strptime(since, fmt)).total_seconds()
 
 
-def _selector(app: FlaskAppSpec, component: str) -> str:
-    return f"{names.LABEL_APP}={app.name},{names.LABEL_COMPONENT}={component}"
-
-
 def _invalid(exc: ApiException) -> bool:
     """Whether the API server refused a child as invalid (the same request can never succeed)."""
     if exc.status in INVALID:
@@ -1027,6 +1050,8 @@ def _summary(
     ]
 
 
+# The conditions whose turning True is worth a Normal Event (install: DatabaseCreated, Migrated, Ready).
+_GOOD_NEWS = (names.MIGRATED, names.READY)
 # Step conditions in flow order, then the summary: Events read like the story of the reconcile.
 _EVENT_ORDER = (names.DATABASE_READY, names.MIGRATED, names.AVAILABLE, names.READY)
 
@@ -1050,7 +1075,10 @@ def _transition_events(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[s
         if was == now:
             continue
         if cond["status"] == "True":
-            out.append(Event("Normal", cond["reason"], f"{t}: {cond['message']}"))
+            # Success is told twice at most: the migration that ran, and Ready (which names the image and
+            # the replicas). DatabaseReady has its own DatabaseCreated Event; Available is in Ready.
+            if t in _GOOD_NEWS:
+                out.append(Event("Normal", cond["reason"], f"{t}: {cond['message']}"))
             continue
         warn = (
             (t == names.DATABASE_READY)

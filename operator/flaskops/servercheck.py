@@ -18,7 +18,7 @@ from typing import Any
 
 from . import conditions as c
 from . import credentials, names, serverstatus
-from .kube import Kube, merge_patch_diff
+from .kube import merge_patch_diff
 from .reconcile import Event
 from .spec import parse_postgresserver
 
@@ -35,7 +35,7 @@ class Checked:
 
 
 def check(
-    kube: Kube,
+    kube: Any,
     name: str,
     worst_cases: Iterable[int],
     *,
@@ -90,7 +90,7 @@ def _ready_text(status: Mapping[str, Any]) -> str:
 
 
 def _probe(
-    kube: Kube, server: Any, connect_timeout: int
+    kube: Any, server: Any, connect_timeout: int
 ) -> tuple[credentials.ServerFacts | None, serverstatus.Failure | None]:
     secret = f"{server.admin_secret_namespace}/{server.admin_secret_name}"
     data = kube.read_secret_data(server.admin_secret_namespace, server.admin_secret_name)

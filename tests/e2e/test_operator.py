@@ -83,8 +83,10 @@ def test_example_reaches_ready(kube: Kube, apps: Apps, ns: str, postgres: Any, a
         # What `kubectl get flaskapps` shows: Env, Image, Ready, Reason.
         row = kube.kubectl("get", "flaskapps", "-n", ns, "--no-headers").stdout.split()
         assert row[:5] == ["guestbook", "production", app["spec"]["image"], "True", "Ready"]
-        reasons = {e["reason"] for e in apps.events(ns, "guestbook")}
-        assert {"DatabaseCreated", "MigrationStarted", "RolloutStarted"} <= reasons
+        # Events at meaningful transitions only: at most three for an install.
+        reasons = [e["reason"] for e in apps.events(ns, "guestbook")]
+        assert {"DatabaseCreated", "Migrated", "Ready"} <= set(reasons)
+        assert len(reasons) <= 3, reasons
     finally:
         kube.kubectl("delete", "flaskapp", "guestbook", "-n", ns, "--ignore-not-found", "--wait=false")
         kube.kubectl("delete", "postgresserver", server["metadata"]["name"], "--wait=false")
@@ -309,11 +311,9 @@ def test_status_is_quiet_once_ready(
     server = make_server(["production"])
     apps.apply(flaskapp("calm", ns, server=server))
     apps.wait(ns, "calm", timeout=180)
-    # kopf records the handled spec in an annotation right after the handler; wait for that last write.
-    wait_for(
-        lambda: "flaskops.dev/last-handled-configuration" in apps.get(ns, "calm")["metadata"]["annotations"],
-        timeout=30,
-        what="kopf's last-handled-configuration annotation",
+    # kopf writes nothing of its own on the app (no change handlers: no last-handled-configuration).
+    assert "flaskops.dev/last-handled-configuration" not in (
+        apps.get(ns, "calm")["metadata"].get("annotations") or {}
     )
     before = apps.get(ns, "calm")
     rv = before["metadata"]["resourceVersion"]

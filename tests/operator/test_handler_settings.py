@@ -1,77 +1,45 @@
-"""kopf settings the operator relies on, checked without a cluster."""
+"""kopf wiring the operator relies on, checked without a cluster."""
 
 import kopf
 
-from flaskops import handlers
+from flaskops import controller, handlers
 
 
 def test_a_failed_reconcile_is_retried_within_seconds_not_kopfs_minute():
     settings = kopf.OperatorSettings()
     handlers.configure(settings=settings)
-    assert settings.execution.default_backoff == handlers.RETRY_SECONDS <= 10
+    assert controller.RETRY_SECONDS <= 10
+    assert settings.execution.default_backoff == handlers.RETRY_SECONDS == controller.RETRY_SECONDS
 
 
-# --- leader election: a follower's kopf runs no handler and owns no finalizer -----------------------------
-
-
-class _Follower:
-    leading = False
-
-
-def _kwargs(**extra):
-    """What kopf passes a filter, enough for ours."""
-    return {
-        "spec": {"database": {"server": "main", "deletionPolicy": "Delete"}, "environment": "development"},
-        "annotations": {"flaskops.dev/retry-migration": "1"},
-        "status": {},
-        "type": "MODIFIED",
-        "labels": {"flaskops.dev/app": "web"},
-        "body": {
-            "metadata": {
-                "managedFields": [{"manager": "kubectl"}],
-                "labels": {"flaskops.dev/app": "web"},
-                "ownerReferences": [{"kind": "FlaskApp", "name": "web", "controller": True}],
-            }
-        },
-        **extra,
-    }
-
-
-def _our_handlers():
+def test_kopf_has_no_change_handlers_so_it_writes_nothing_of_its_own():
+    """kopf's on.create/update/resume/delete handlers make it write its last-handled-configuration and
+    progress annotations and a finalizer on every object: 2+ writes per app and per change, and a finalizer
+    a follower replica would fight over. Everything goes through on.event and the work queue instead."""
     registry = kopf.get_default_registry()
-    # Index handlers feed the webhook and must run everywhere; everything that can write is below
-    # (spawning: daemons and timers, e.g. a PostgresServer status check).
-    return [*registry._changing._handlers, *registry._watching._handlers, *registry._spawning._handlers]
+    assert list(registry._changing._handlers) == []
+    assert list(registry._spawning._handlers) == []  # daemons and timers would put finalizers too
+    watched = {h.id.split("/")[0] for h in registry._watching._handlers}
+    assert {"flaskapp_changed", "child_changed", "server_changed", "namespace_changed"} <= watched
 
 
-def test_every_handler_that_can_write_is_filtered_out_in_a_follower(monkeypatch):
-    """A handler without the leader filter would run in every replica (two Jobs, two passwords) and, for
-    FlaskApps, make kopf mark a change handled that the leader never handled. Drift guard for new ones."""
-    found = _our_handlers()
-    assert len(found) >= 8  # resume/create/update/delete, retry, two children, namespaces, servers
-    monkeypatch.setattr(handlers, "LEADERSHIP", _Follower())
-    # Memory only (they arm the PostgresServer check timers; check_server itself writes only in the leader).
-    memory_only = {"server_seen", "app_budget_seen"}
-    unfiltered = [
-        h.id
-        for h in found
-        if h.id.split("/")[0] not in memory_only and (h.when is None or h.when(**_kwargs()))
-    ]
-    assert unfiltered == [], f"handlers a follower would run: {unfiltered}"
-    # The same filters let everything through in the leader (or without leader election).
-    monkeypatch.setattr(handlers, "LEADERSHIP", None)
-    assert [h.id for h in found if h.when is not None and not h.when(**_kwargs())] == []
+def test_every_event_handler_is_async_so_no_watch_event_takes_a_thread():
+    import inspect
+
+    registry = kopf.get_default_registry()
+    for h in registry._watching._handlers:
+        assert inspect.iscoroutinefunction(h.fn), h.id
 
 
-def test_a_follower_knows_a_finalizer_no_object_carries(monkeypatch):
-    """kopf removes the finalizer it is configured with when no handler of its matches: a follower's is
-    another name, so it never removes (or adds) the leader's."""
-    monkeypatch.setattr(
-        handlers, "CONFIG", handlers.settings_mod.from_env({"FLASKOPS_LEADER_ELECTION": "true"})
-    )
-    settings = kopf.OperatorSettings()
-    handlers.configure(settings=settings)
-    assert settings.persistence.finalizer == handlers.FOLLOWER_FINALIZER != handlers.names.FINALIZER
-    monkeypatch.setattr(handlers, "CONFIG", handlers.settings_mod.from_env({}))
-    handlers.configure(settings=settings)
-    assert settings.persistence.finalizer == handlers.names.FINALIZER
+def test_a_follower_queues_nothing_and_reconciles_nothing(monkeypatch):
+    """Every replica keeps the cache warm (the webhook reads it, a new leader starts from it), but only
+    the leader queues and runs reconciles: a follower never writes."""
+    queue = controller.runtime().queue
+    before = queue.pending()["queued"]
+    monkeypatch.setattr(controller, "LEADING", lambda: False)
+    controller.enqueue("ns", "web")
+    assert queue.pending()["queued"] == before
+    assert controller.process(("ns", "web")) is None
+    monkeypatch.setattr(controller, "LEADING", lambda: True)
+    controller.enqueue("ns", "web")
+    assert queue.pending()["queued"] == before + 1

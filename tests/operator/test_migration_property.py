@@ -90,6 +90,18 @@ class MemoryKube:
     def delete(self, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> bool:
         return self.objects.pop((kind, namespace or "", name), None) is not None
 
+    def live(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.get(kind, namespace, name)
+
+    def jobs(self, namespace: str, app: str) -> list[dict[str, Any]]:
+        return self.list("Job", namespace, selector=f"flaskops.dev/app={app}")
+
+    def verified(self, current: Mapping[str, Any], desired_digest: str) -> bool:
+        return False
+
+    def verify(self, live: Mapping[str, Any], desired_digest: str) -> None:
+        pass
+
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         obj = self.get("Secret", namespace, name)
         if obj is None:

@@ -1,0 +1,333 @@
+"""What the operator knows of the cluster without asking: compact views of the objects it reconciles.
+
+kopf's watches fill indexes (handlers.py) with the views made here; the operator's own writes put the
+objects the API server returns on top (an "overlay"), so a reconcile that follows its own write never
+waits for the watch to echo it. Everything a reconcile reads comes from here — the API server is asked
+only where a watch cannot tell (an object the label-selected watch does not see, a child whose content
+is unverified), which is what client-go's informer cache and controller-runtime's cached client do.
+
+A view is never a whole body: it keeps the metadata the operator reads, the few spec and status fields
+its decisions need (per kind, below) and, under CONTENT, a digest of every field a person could drift
+(spec, data, labels, owner references, the operator's own annotations). Memory per app is a few KB
+whatever the size of its objects' managedFields or pod templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import names
+
+# The key of a view's content digest: not a Kubernetes field name, so it can never collide with one.
+CONTENT = "@content"
+
+# The metadata fields a view keeps (annotations: only the operator's own, flaskops.dev/*).
+_META = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "labels",
+    "ownerReferences",
+    "finalizers",
+)
+_OURS = f"{names.ANNOTATION_PREFIX}/"
+
+
+def content_digest(body: Mapping[str, Any]) -> str:
+    """sha256 of the fields someone else could change behind the operator's back (hex, 64 chars).
+
+    Status, resourceVersion, managedFields and other writers' annotations (the Deployment controller's
+    revision) are left out: they change without anyone drifting the object.
+    """
+    meta = body.get("metadata") or {}
+    content = {
+        "spec": body.get("spec"),
+        "data": body.get("data"),
+        "type": body.get("type"),
+        "labels": meta.get("labels"),
+        "ownerReferences": meta.get("ownerReferences"),
+        "annotations": _our_annotations(meta),
+    }
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _our_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_OURS)}
+
+
+def _first_container_image(spec: Mapping[str, Any]) -> dict[str, Any]:
+    pod = (spec.get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") or [{}]
+    out: dict[str, Any] = {"containers": [{"image": containers[0].get("image")}]}
+    if pod.get("topologySpreadConstraints"):
+        out["topologySpreadConstraints"] = pod["topologySpreadConstraints"]
+    return {"spec": out}
+
+
+def view(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The compact view of `body` (a full object as a watch or a write returned it).
+
+    Shapes: the same as the object's, pruned, so the readers (rollout.view, migrations.view,
+    parse_flaskapp, parse_postgresserver, decode_secret) take a view as they take a body.
+    """
+    meta = body.get("metadata") or {}
+    kept: dict[str, Any] = {k: meta[k] for k in _META if meta.get(k) is not None}
+    ours = _our_annotations(meta)
+    if ours:
+        kept["annotations"] = ours
+    out: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": kind,
+        "metadata": kept,
+        CONTENT: content_digest(body),
+    }
+    spec = body.get("spec") or {}
+    if kind == "Secret":
+        # The whole Secret the operator writes: compared field by field with what it would write.
+        out["type"] = body.get("type")
+        out["data"] = dict(body.get("data") or {})
+    elif kind == "Deployment":
+        out["spec"] = {"replicas": spec.get("replicas", 1), "template": _first_container_image(spec)}
+        out["status"] = body.get("status") or {}
+    elif kind == "Job":
+        out["spec"] = {"template": _first_container_image(spec)}
+        out["status"] = body.get("status") or {}
+    elif kind in (names.FLASKAPP_KIND, names.POSTGRESSERVER_KIND):
+        # The reconcile's whole input: the spec as the user wrote it, the status it wrote last.
+        out["spec"] = spec
+        out["status"] = body.get("status") or {}
+    return out
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int:
+    """A resourceVersion as a number: etcd's revision, which the API server uses for every object it
+    stores (the API calls it opaque; -1 when it is not a number, so the watch's copy wins)."""
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or -1)
+    except ValueError:
+        return -1
+
+
+Key = tuple[str, str, str]  # (kind, namespace or "", name)
+# A kopf index's lookup: key -> the views stored under it (kopf.Index is a Mapping of such stores).
+Lookup = Callable[[Any], Iterable[Mapping[str, Any]] | None]
+
+_GONE: dict[str, Any] = {"gone": True}
+
+
+class ObjectCache:
+    """Views by kind, from kopf indexes (attached at start-up) and the operator's own writes.
+
+    Thread-safe: kopf fills the indexes on its event loop, reconciles read and write from worker threads.
+    An index is keyed by (namespace, name), except Jobs: (namespace, app), so one lookup lists an app's
+    migration Jobs.
+    """
+
+    def __init__(self) -> None:
+        self._lookups: dict[str, Callable[[tuple[str, str]], list[Mapping[str, Any]]]] = {}
+        self._overlay: dict[Key, dict[str, Any]] = {}
+        # (kind, namespace, name) -> (content digest of the live object, digest of what the operator wants):
+        # the live object was compared with that desired state and carries it.
+        self._verified: dict[Key, tuple[str, str]] = {}
+        self._guard = threading.Lock()
+
+    def attach(self, kind: str, index: Mapping[Any, Iterable[Mapping[str, Any]]]) -> None:
+        """Serve `kind` from a kopf index (live: later changes to it are seen)."""
+
+        def lookup(key: tuple[str, str]) -> list[Mapping[str, Any]]:
+            store = index.get(key)
+            # kopf mutates a store on its loop while a reconcile thread reads it: copy, retrying if torn.
+            for _ in range(3):
+                try:
+                    return list(store or ())
+                except RuntimeError:
+                    continue
+            return list(store or ())
+
+        self._lookups[kind] = lookup
+
+    def serves(self, kind: str) -> bool:
+        return kind in self._lookups
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The newest view of one object, None when neither the watch nor a write knows it."""
+        key = (kind, namespace or "", name)
+        if kind == "Job":
+            return next((j for j in self.jobs(namespace or "", None) if j["metadata"]["name"] == name), None)
+        watched = (
+            next(iter(self._lookups[kind]((namespace or "", name))), None) if kind in self._lookups else None
+        )
+        return self._newest(key, watched)
+
+    def jobs(self, namespace: str, app: str | None) -> list[dict[str, Any]]:
+        """The views of an app's Jobs (app None: every Job the overlay holds in `namespace` too)."""
+        watched = (
+            list(self._lookups["Job"]((namespace, app))) if app is not None and "Job" in self._lookups else []
+        )
+        with self._guard:
+            written = [
+                k for k, v in self._overlay.items() if k[0] == "Job" and k[1] == namespace and v is not _GONE
+            ]
+        by_name: dict[str, Mapping[str, Any]] = {w["metadata"]["name"]: w for w in watched}
+        out = []
+        for name in sorted(set(by_name) | {k[2] for k in written}):
+            found = self._newest(("Job", namespace, name), by_name.get(name))
+            if found is not None and (
+                app is None or (found["metadata"].get("labels") or {}).get(names.LABEL_APP) == app
+            ):
+                out.append(found)
+        return out
+
+    def _newest(self, key: Key, watched: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        with self._guard:
+            written = self._overlay.get(key)
+            if written is None:
+                return dict(watched) if watched is not None else None
+            gone = bool(written.get("gone"))
+            # A deletion's tombstone carries the deleted object's version: only a newer object (re-created)
+            # replaces it. A write is replaced by its own echo or anything newer.
+            if watched is not None and (
+                _rv(watched) > _rv(written) or (not gone and _rv(watched) == _rv(written))
+            ):
+                # The watch caught up with (or passed) the operator's own write: the overlay is done.
+                del self._overlay[key]
+                return dict(watched)
+            return None if written.get("gone") else dict(written)
+
+    def wrote(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Record an object the API server returned for the operator's write; returns its view."""
+        kind = str(body.get("kind") or "")
+        meta = body.get("metadata") or {}
+        seen = view(kind, body)
+        with self._guard:
+            self._overlay[(kind, meta.get("namespace") or "", meta["name"])] = seen
+        return seen
+
+    def deleted(self, kind: str, namespace: str | None, name: str, last: Mapping[str, Any] | None) -> None:
+        """Record the operator's own deletion (the watch's DELETED event removes it from the index)."""
+        gone = dict(
+            _GONE, metadata={"resourceVersion": ((last or {}).get("metadata") or {}).get("resourceVersion")}
+        )
+        with self._guard:
+            self._overlay[(kind, namespace or "", name)] = gone
+            self._verified.pop((kind, namespace or "", name), None)
+
+    # --- drift: which live objects were compared with what the operator wants --------------------------
+
+    def verified(self, current: Mapping[str, Any], desired_digest: str) -> bool:
+        """Whether the object `current` (a view) is known to carry `desired_digest`'s content: it was
+        applied or compared since its content last changed."""
+        meta = current.get("metadata") or {}
+        key = (str(current.get("kind") or ""), meta.get("namespace") or "", meta.get("name") or "")
+        with self._guard:
+            return self._verified.get(key) == (current.get(CONTENT), desired_digest)
+
+    def verify(self, live: Mapping[str, Any], desired_digest: str) -> None:
+        """Record that the full object `live` was compared with (or written from) `desired_digest`."""
+        meta = live.get("metadata") or {}
+        key = (str(live.get("kind") or ""), meta.get("namespace") or "", meta.get("name") or "")
+        digest = live.get(CONTENT) or content_digest(live)
+        with self._guard:
+            self._verified[key] = (digest, desired_digest)
+
+    def forget(self, kind: str, namespace: str | None, name: str) -> None:
+        """Drop what the operator wrote or verified of one object (it was deleted for good)."""
+        with self._guard:
+            self._overlay.pop((kind, namespace or "", name), None)
+            self._verified.pop((kind, namespace or "", name), None)
+
+    def forget_app(self, namespace: str, app: str) -> None:
+        """Drop what was written or verified of a deleted app's children (named `app` or `app-...`)."""
+
+        def of_app(key: Key) -> bool:
+            return key[1] == namespace and (key[2] == app or key[2].startswith(f"{app}-"))
+
+        with self._guard:
+            for store in (self._overlay, self._verified):
+                for key in [k for k in store if of_app(k)]:
+                    del store[key]
+
+    def sizes(self) -> dict[str, int]:
+        """How many overlay and verified entries are held (for the metrics and the bench)."""
+        with self._guard:
+            return {"overlay": len(self._overlay), "verified": len(self._verified)}
+
+
+class CachedClient:
+    """The operator's API access for a reconcile: reads from an ObjectCache, writes to the API server.
+
+    The same methods as kube.Kube (which answers every read with a request), so the reconcile runs on
+    either. A read of a kind the cache does not serve (the admin Secret, a user's existingSecret, Events)
+    goes to the API server. Every write's answer is recorded in the cache.
+    """
+
+    def __init__(self, kube: Any, cache: ObjectCache) -> None:
+        self.kube = kube
+        self.cache = cache
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        if self.cache.serves(kind):
+            return self.cache.get(kind, namespace, name)
+        return self.kube.get(kind, namespace, name)
+
+    def live(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The whole object from the API server (a read: only where a view cannot decide)."""
+        obj = self.kube.get(kind, namespace, name)
+        if obj is not None and self.cache.serves(kind):
+            self.cache.wrote(obj)  # the freshest state there is: newer than the watch's, if anything
+        return obj
+
+    def jobs(self, namespace: str, app: str) -> list[dict[str, Any]]:
+        if self.cache.serves("Job"):
+            return self.cache.jobs(namespace, app)
+        return self.kube.jobs(namespace, app)
+
+    def list(
+        self, kind: str, namespace: str | None = None, selector: str | None = None, fields: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.kube.list(kind, namespace, selector=selector, fields=fields)
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        created = self.kube.create(body)
+        self.cache.wrote(created)
+        return created
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        applied = self.kube.apply(body)
+        self.cache.wrote(applied)
+        return applied
+
+    def merge_patch(
+        self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any], sub: str | None = None
+    ) -> dict[str, Any]:
+        patched = self.kube.merge_patch(kind, namespace, name, patch, sub=sub)
+        if self.cache.serves(kind):
+            self.cache.wrote(patched)
+        return patched
+
+    def delete(self, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> bool:
+        last = self.get(kind, namespace, name) if self.cache.serves(kind) else None
+        gone = self.kube.delete(kind, namespace, name, propagation=propagation)
+        if self.cache.serves(kind):
+            self.cache.deleted(kind, namespace, name, last)
+        return gone
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret the operator does not own (an admin Secret, a user's existingSecret): its label-selected
+        watch never sees those, so they are read from the API server."""
+        return self.kube.read_secret_data(namespace, name)
+
+    def verified(self, current: Mapping[str, Any], desired_digest: str) -> bool:
+        return self.cache.verified(current, desired_digest)
+
+    def verify(self, live: Mapping[str, Any], desired_digest: str) -> None:
+        self.cache.verify(live, desired_digest)

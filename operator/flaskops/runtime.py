@@ -1,0 +1,223 @@
+"""How reconciles are scheduled: one work queue for every FlaskApp, worker threads, locks and gates.
+
+Every reason to reconcile an app — its own change, a child's event, a server's or a namespace's change, a
+retry after a failure, a recheck of a stuck child — puts its key on one queue, as controller-runtime's
+work queue does (client-go `util/workqueue`):
+
+- a key is queued at most once: adds while it waits coalesce;
+- a key is processed by one worker at a time: an add while it runs marks it dirty, and it is queued again
+  when its run ends (nothing is lost, nothing runs twice at once);
+- `add_after` is the only timer: a later add for a key replaces a later-or-equal pending one, an earlier
+  wins, so a retry, a recheck and an event never make two schedules for one app.
+
+kopf only feeds the queue (handlers.py); the reconcile itself runs here, in `workers` threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WorkQueue:
+    """Keys to process: deduplicated, one at a time per key, with delayed adds. Thread-safe.
+
+    `get()` blocks until a key is ready (None once `shut_down()` was called); `done(key)` must follow
+    every key `get()` returned.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._queue: list[Hashable] = []
+        self._queued: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        # Delayed adds: a heap of (due, sequence, key); `_due` holds each key's earliest due time, so a
+        # superseded heap entry is recognised and skipped when it comes up.
+        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._shutdown = False
+
+    def add(self, key: Hashable) -> None:
+        """Queue `key` now (once; or once more after its current run)."""
+        with self._cond:
+            self._add(key)
+
+    def _add(self, key: Hashable) -> None:
+        self._due.pop(key, None)  # a pending delayed add is overtaken
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.append(key)
+            self._cond.notify()
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Queue `key` in `delay` seconds, unless it is queued or due sooner already."""
+        with self._cond:
+            if key in self._queued:
+                return
+            due = self._clock() + max(delay, 0.0)
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._delayed, (due, next(self._seq), key))
+            self._cond.notify()
+
+    def _promote(self) -> float | None:
+        """Move due delayed keys to the queue; seconds until the next one (None: none pending)."""
+        now = self._clock()
+        while self._delayed:
+            due, _, key = self._delayed[0]
+            if self._due.get(key) != due:
+                heapq.heappop(self._delayed)  # superseded by an earlier add or a direct one
+                continue
+            if due > now:
+                return due - now
+            heapq.heappop(self._delayed)
+            self._add(key)
+        return None
+
+    def get(self, timeout: float | None = None) -> Hashable | None:
+        """The next key to process, marked processing; None on shutdown or when `timeout` passes."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            while True:
+                wait = self._promote()
+                if self._shutdown:
+                    return None
+                if self._queue:
+                    key = self._queue.pop(0)
+                    self._queued.discard(key)
+                    self._processing.add(key)
+                    return key
+                if deadline is not None:
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        return None
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+    def done(self, key: Hashable) -> None:
+        """End a run of `key`; queue it again when it was added meanwhile."""
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self._add(key)
+
+    def shut_down(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    def pending(self) -> dict[str, int]:
+        """How many keys are queued, running and waiting on a timer (for metrics and tests)."""
+        with self._cond:
+            return {
+                "queued": len(self._queue),
+                "processing": len(self._processing),
+                "delayed": len(self._due),
+            }
+
+
+class Runtime:
+    """The queue's workers, the per-object locks and the per-server provisioning gates.
+
+    `process(key)` runs one reconcile and returns the seconds after which to run it again (None: only
+    when something changes). An exception is logged and retried after `retry_seconds`.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[Any], float | None],
+        *,
+        workers: int,
+        retry_seconds: float,
+        gate_limit: int,
+        gate_wait_seconds: float,
+    ) -> None:
+        self.queue = WorkQueue()
+        self._process = process
+        self._workers = workers
+        self._retry_seconds = retry_seconds
+        self._gate_limit = gate_limit
+        self._gate_wait = gate_wait_seconds
+        self._threads: list[threading.Thread] = []
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._gates: dict[str, threading.BoundedSemaphore] = {}
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        """Start the workers (idempotent). They run in a copy of the caller's context variables: kopf
+        finds its API settings for posting Events there."""
+        with self._guard:
+            if self._threads:
+                return
+            for i in range(self._workers):
+                context = contextvars.copy_context()
+                thread = threading.Thread(
+                    target=context.run, args=(self._work,), name=f"reconcile-{i}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.queue.shut_down()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            again: float | None
+            try:
+                again = self._process(key)
+            except Exception:
+                log.exception("reconcile failed", extra={"key": str(key)})
+                again = self._retry_seconds
+            finally:
+                self.queue.done(key)
+            if again:
+                self.queue.add_after(key, again)
+
+    def lock(self, key: Hashable) -> threading.Lock:
+        """The lock of one object: a reconcile and a finalizer (kopf's thread) never run at once."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the lock of an object that is gone for good."""
+        with self._guard:
+            self._locks.pop(key, None)
+
+    @contextlib.contextmanager
+    def gate(self, server: str) -> Iterator[None]:
+        """At most `gate_limit` provisioning sessions per PostgresServer at once.
+
+        Waits at most `gate_wait_seconds` for a slot, then raises TimeoutError (the reconcile retries
+        later): a slow server must not hold every worker.
+        """
+        with self._guard:
+            sem = self._gates.setdefault(server, threading.BoundedSemaphore(self._gate_limit))
+        if not sem.acquire(timeout=self._gate_wait):
+            raise TimeoutError(
+                f"no provisioning slot on PostgresServer '{server}' within {self._gate_wait:g}s"
+            )
+        try:
+            yield
+        finally:
+            sem.release()

@@ -1,0 +1,110 @@
+"""The work queue's contract (client-go's workqueue semantics), with a controlled clock."""
+
+import threading
+
+from flaskops.runtime import Runtime, WorkQueue
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_adds_coalesce_while_queued():
+    q = WorkQueue()
+    q.add("a")
+    q.add("a")
+    q.add("b")
+    assert q.get(timeout=0) == "a"
+    assert q.get(timeout=0) == "b"
+    assert q.get(timeout=0) is None
+
+
+def test_an_add_while_processing_runs_once_more_after_done_never_concurrently():
+    q = WorkQueue()
+    q.add("a")
+    assert q.get(timeout=0) == "a"
+    q.add("a")
+    q.add("a")
+    assert q.get(timeout=0) is None  # not handed to a second worker while the first runs
+    q.done("a")
+    assert q.get(timeout=0) == "a"
+    q.done("a")
+    assert q.get(timeout=0) is None
+
+
+def test_delayed_add_waits_for_its_time_and_an_earlier_one_wins():
+    clock = Clock()
+    q = WorkQueue(clock=clock)
+    q.add_after("a", 15)
+    q.add_after("a", 5)  # earlier wins
+    q.add_after("a", 30)  # later is ignored
+    assert q.get(timeout=0) is None
+    clock.now += 5
+    assert q.get(timeout=0) == "a"
+    q.done("a")
+    clock.now += 100
+    assert q.get(timeout=0) is None  # the superseded 15 s and 30 s entries do not fire again
+
+
+def test_a_direct_add_overtakes_a_pending_delayed_one():
+    clock = Clock()
+    q = WorkQueue(clock=clock)
+    q.add_after("a", 10)
+    q.add("a")
+    assert q.get(timeout=0) == "a"
+    q.done("a")
+    clock.now += 10
+    assert q.get(timeout=0) is None
+    assert q.pending() == {"queued": 0, "processing": 0, "delayed": 0}
+
+
+def test_a_delayed_add_while_processing_still_fires():
+    """The recheck a reconcile asks for while another event re-queued it is never lost (the old timer
+    registry lost it when the timer's own run armed the next one)."""
+    clock = Clock()
+    q = WorkQueue(clock=clock)
+    q.add("a")
+    assert q.get(timeout=0) == "a"
+    q.add_after("a", 15)
+    q.done("a")
+    clock.now += 15
+    assert q.get(timeout=0) == "a"
+
+
+def test_runtime_retries_a_failed_run_and_requeues_when_asked():
+    runs: list[str] = []
+    failed_once = threading.Event()
+    finished = threading.Event()
+
+    def process(key: str) -> float | None:
+        runs.append(key)
+        if not failed_once.is_set():
+            failed_once.set()
+            raise RuntimeError("boom")
+        finished.set()
+        return None
+
+    rt = Runtime(process, workers=2, retry_seconds=0.01, gate_limit=1, gate_wait_seconds=0.01)
+    rt.start()
+    try:
+        rt.queue.add("k")
+        assert finished.wait(5)
+        assert runs == ["k", "k"]
+    finally:
+        rt.stop()
+
+
+def test_gate_refuses_after_waiting_its_bound():
+    rt = Runtime(lambda key: None, workers=1, retry_seconds=1, gate_limit=1, gate_wait_seconds=0.01)
+    with rt.gate("pg"):
+        try:
+            with rt.gate("pg"):
+                raise AssertionError("a second slot was granted")
+        except TimeoutError as exc:
+            assert "pg" in str(exc)
+    with rt.gate("pg"):  # released
+        pass
