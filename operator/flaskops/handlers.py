@@ -274,9 +274,14 @@ def _news(type: str | None, body: Mapping[str, Any], **_: Any) -> bool:
 @kopf.on.event(*SECRETS, labels=CHILD_LABELS, when=_news)
 @kopf.on.event(*SERVICES, labels=CHILD_LABELS, when=_news)
 @kopf.on.event(*PDBS, labels=CHILD_LABELS, when=_news)
-async def child_changed(type: str | None, namespace: str, labels: Mapping[str, str], **_: Any) -> None:
+async def child_changed(
+    type: str | None, namespace: str, name: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> None:
     # A Job finishing or a rollout progressing is news for the owning app, at once: no polling loop. So is
     # a child someone deleted or edited: the reconcile puts it back (drift). The initial listing is not.
+    if type == "DELETED":
+        # The index forgets it by itself; what the operator itself wrote of it must go too.
+        controller.CACHE.deleted(str(body.get("kind")), namespace, name, body)
     if type is not None:
         _started()
         controller.enqueue(namespace, labels[names.LABEL_APP])
