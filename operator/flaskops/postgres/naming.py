@@ -85,8 +85,7 @@ def reserved(app: FlaskAppSpec) -> ownership.Refusal | None:
 
     Only `spec.database.name` can be reserved: default names contain "__" and never start with "pg_".
     """
-    dbname, role = names_for(app.namespace or "default", app.name or "unnamed", app.database.name)
-    return ownership.reserved_names(dbname, role)
+    return ownership.reserved_names(*_app_names(app))
 
 
 def identity_for(app: FlaskAppSpec, server: ServerAddress) -> DatabaseIdentity:
@@ -98,11 +97,15 @@ def identity_for(app: FlaskAppSpec, server: ServerAddress) -> DatabaseIdentity:
     when the name is reserved by name alone (`ownership.reserved_names`); the server's own reservations
     (the admin role, privileged roles, templates) are judged at provisioning by `ownership.decide`.
     """
-    refusal = reserved(app)
+    dbname, role = _app_names(app)
+    refusal = ownership.reserved_names(dbname, role)
     if refusal is not None:
         raise ReservedName(refusal)
-    dbname, role = names_for(app.namespace or "default", app.name or "unnamed", app.database.name)
     return DatabaseIdentity(server.host, int(server.port), dbname, role)
+
+
+def _app_names(app: FlaskAppSpec) -> tuple[str, str]:
+    return names_for(app.namespace or "default", app.name or "unnamed", app.database.name)
 
 
 def _identifier_part(text: str) -> str:
