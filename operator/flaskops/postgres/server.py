@@ -55,7 +55,8 @@ def generate_password() -> str:
 def _scram_verifier(conn: psycopg.Connection, role: str, password: str) -> str:
     # Send PostgreSQL the SCRAM-SHA-256 verifier, never the password: CREATE/ALTER ROLE ... PASSWORD
     # text lands in the server log under log_statement=ddl and in pg_stat_statements. libpq computes it
-    # on the client (PQencryptPasswordConn), with the server's salt length and iteration count rules.
+    # on the client (PQencryptPasswordConn), with no round trip. It holds the GIL for its ~4 ms (hashlib's
+    # PBKDF2 released it): once per provisioning pass, not per reconcile.
     verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), algorithm=b"scram-sha-256")
     return verifier.decode()
 
