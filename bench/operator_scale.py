@@ -3,7 +3,7 @@
 Per size N, in this order (the operator is stopped while Helm runs, and the cluster is emptied between
 sizes, so each approach has the machine to itself):
 
-1. floor, PostgreSQL: N x the operator's own provisioning SQL (`credentials.ensure_database`) and N x a
+1. floor, PostgreSQL: N x the operator's own provisioning SQL (`flaskops.postgres.server.ensure_database`) and N x a
    bare `CREATE DATABASE`, at the operator's provisioning concurrency.
 2. the operator (a fresh `python -m flaskops` process): N FlaskApps created at once -> all Ready;
    60 s of steady state (API writes counted); an image upgrade of all N -> all Ready on the new image.
@@ -406,20 +406,21 @@ def _stats(latencies: list[float]) -> dict[str, float]:
 
 
 def admin(pg: Any) -> Any:
-    from flaskops import credentials
+    from flaskops.postgres import server
 
-    return credentials.AdminConnection(
+    return server.AdminConnection(
         host=pg.host, port=pg.port, sslmode="disable", username=pg.superuser, password=pg.password
     )
 
 
 def provision(pg: Any, dbname: str) -> None:
     """The operator's provisioning SQL for one app (role, database, revoke, stamp)."""
-    from flaskops import credentials, ownership
+    from flaskops import ownership
+    from flaskops.postgres import server
 
     owner = ownership.Owner("bench", dbname, f"uid-{dbname}", "production")
-    credentials.ensure_database(
-        admin(pg), ownership.Claim(owner, dbname, dbname), credentials.generate_password(), set_password=True
+    server.ensure_database(
+        admin(pg), ownership.Claim(owner, dbname, dbname), server.generate_password(), set_password=True
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import budget, credentials, serverstatus
+from . import budget, serverstatus
+from .postgres import naming
 from .safety import OtherApp
 from .spec import parse_flaskapp
 
@@ -22,7 +23,7 @@ def app_entry(
         "created": created,
         "environment": spec.get("environment", ""),
         "server": db.get("server"),
-        "dbname": credentials.names_for(namespace, name, db.get("name"))[0],
+        "dbname": naming.names_for(namespace, name, db.get("name"))[0],
         "recorded": {k: recorded.get(k) for k in ("host", "port", "name")} if recorded.get("host") else None,
         # PostgreSQL's system_identifier of the server the app was provisioned on (status.database).
         "serverId": recorded.get("systemIdentifier"),

@@ -161,16 +161,16 @@ def provisioning(server: str) -> Iterator[None]:
     A refusal (the role or database belongs to someone else, an unsafe pairing) is the tenant's problem,
     not the server's: timed, not counted as a failure.
     """
-    # Local imports: both import psycopg, which a process that only renders metrics does not need.
-    from . import credentials
+    # A local import: reconcile imports psycopg, which a process that only renders metrics does not need.
+    from .postgres.errors import DatabaseUnavailable, NotOwned
     from .reconcile import Halt
 
     start = time.monotonic()
     try:
         yield
-    except (credentials.NotOwned, Halt):
+    except (NotOwned, Halt):
         raise
-    except credentials.DatabaseUnavailable as exc:
+    except DatabaseUnavailable as exc:
         PROVISIONING_FAILURES.labels(server, exc.condition_reason).inc()
         raise
     except Exception:

@@ -19,8 +19,6 @@ from typing import Any
 from . import (
     blockers,
     budget,
-    credentials,
-    dburl,
     drift,
     manifests,
     migrations,
@@ -32,6 +30,9 @@ from . import (
 from . import conditions as c
 from .cache import CachedClient
 from .kube import ApiException, Kube, decode_secret
+from .postgres import naming
+from .postgres import server as credentials
+from .postgres import url as dburl
 from .safety import OtherApp, Violation, check_pairing, summary
 from .spec import FlaskAppSpec, PostgresServerSpec, parse_flaskapp, parse_postgresserver
 
@@ -235,11 +236,13 @@ class Reconciler:
                     ),
                     stalled=True,
                 )
-            dbname, role = credentials.names_for(app.namespace, app.name, app.database.name)
-            reserved = ownership.reserved_names(dbname, role)
-            if reserved is not None:
-                raise Halt(c.false(names.DATABASE_READY, reserved.reason, reserved.message), stalled=True)
-            identity = dburl.DatabaseIdentity(server.host, server.port, dbname, role)
+            try:
+                identity = naming.identity_for(app, server)
+            except naming.ReservedName as exc:
+                refusal = exc.refusal
+                raise Halt(
+                    c.false(names.DATABASE_READY, refusal.reason, refusal.message), stalled=True
+                ) from None
             return Target(identity, server, server.ssl_mode)
         ref = app.database.existing_secret
         assert ref is not None  # the CRD's CEL rule demands exactly one of server / existingSecret

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .dburl import DatabaseIdentity
+from .postgres.url import DatabaseIdentity
 
 TEST_TOKENS = frozenset({"test", "tests", "testing"})
 NON_PRODUCTION_TOKENS = frozenset(

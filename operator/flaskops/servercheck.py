@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import conditions as c
-from . import credentials, names, serverstatus
+from . import names, serverstatus
 from .kube import merge_patch_diff
+from .postgres import server as pg
 from .reconcile import Event
 from .spec import parse_postgresserver
 
@@ -91,7 +92,7 @@ def _ready_text(status: Mapping[str, Any]) -> str:
 
 def _probe(
     kube: Any, server: Any, connect_timeout: int
-) -> tuple[credentials.ServerFacts | None, serverstatus.Failure | None]:
+) -> tuple[pg.ServerFacts | None, serverstatus.Failure | None]:
     secret = f"{server.admin_secret_namespace}/{server.admin_secret_name}"
     data = kube.read_secret_data(server.admin_secret_namespace, server.admin_secret_name)
     keys = (names.ADMIN_USERNAME_KEY, names.ADMIN_PASSWORD_KEY)
@@ -99,7 +100,7 @@ def _probe(
         return None, serverstatus.Failure(
             "secret", f"the admin Secret {secret} is missing or lacks the keys {list(keys)}"
         )
-    admin = credentials.AdminConnection(
+    admin = pg.AdminConnection(
         host=server.host,
         port=server.port,
         sslmode=server.ssl_mode,
@@ -108,21 +109,21 @@ def _probe(
         connect_timeout=connect_timeout,
     )
     try:
-        return credentials.probe_server(admin), None
-    except credentials.AdminAuthFailed as exc:
+        return pg.probe_server(admin), None
+    except pg.AdminAuthFailed as exc:
         log.warning("postgresserver check failed", extra={"postgresserver": server.name, "why": exc.reason})
         return None, serverstatus.Failure(
             "auth",
             f"PostgreSQL at {server.host}:{server.port} refused the admin credentials in Secret {secret}; "
             "fix the Secret; the check repeats on its own",
         )
-    except credentials.AdminPermissionDenied as exc:
+    except pg.AdminPermissionDenied as exc:
         log.warning("postgresserver check failed", extra={"postgresserver": server.name, "why": exc.reason})
         return None, serverstatus.Failure("refused", exc.public)
-    except credentials.ProvisioningFailed as exc:
+    except pg.ProvisioningFailed as exc:
         log.warning("postgresserver check failed", extra={"postgresserver": server.name, "why": exc.reason})
         return None, serverstatus.Failure("refused", exc.public)
-    except credentials.DatabaseUnavailable as exc:
+    except pg.DatabaseUnavailable as exc:
         log.warning("postgresserver check failed", extra={"postgresserver": server.name, "why": exc.reason})
         return None, serverstatus.Failure("unreachable", exc.public)
 

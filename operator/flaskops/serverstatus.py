@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import budget, names
 from . import conditions as c
-from .credentials import ServerFacts
 from .reconcile import Event
+
+if TYPE_CHECKING:
+    from .postgres.server import ServerFacts
 
 # The server's own condition types, in their order on the object.
 WITHIN_CONNECTION_BUDGET = "WithinConnectionBudget"

@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import budget, credentials, dburl, manifests, ownership, tenancy
+from . import budget, manifests, tenancy
+from .postgres import naming
+from .postgres.url import Address
 from .safety import WEBHOOK_RULES, OtherApp, Violation, check_pairing
 from .spec import parse_flaskapp
 
@@ -58,28 +60,28 @@ def review(
                         tenancy.refusal_message(app.database.server, app.namespace),
                     )
                 )
-            dbname, role = credentials.names_for(
-                app.namespace or "default", app.name or "unnamed", app.database.name
-            )
-            identity = dburl.DatabaseIdentity(server["host"], int(server["port"]), dbname, role)
-            out.violations.extend(
-                check_pairing(
-                    app.environment,
-                    identity,
-                    server_name=app.database.server,
-                    server_environments=server["environments"],
-                    others=others,
-                    rules=WEBHOOK_RULES,
-                    server_id=(server_ids or {}).get(app.database.server),
+            try:
+                identity = naming.identity_for(app, Address(server["host"], int(server["port"])))
+            except naming.ReservedName:
+                pass  # refused below, whether the server exists or not
+            else:
+                out.violations.extend(
+                    check_pairing(
+                        app.environment,
+                        identity,
+                        server_name=app.database.server,
+                        server_environments=server["environments"],
+                        others=others,
+                        rules=WEBHOOK_RULES,
+                        server_id=(server_ids or {}).get(app.database.server),
+                    )
                 )
-            )
             too_many = budget.app_warning(app, app.database.server, server.get("availableConnections"))
             if too_many:
                 out.warnings.append(too_many)
-        if app.database.name:
-            reserved = ownership.reserved_names(app.database.name, app.database.name)
-            if reserved is not None:
-                out.violations.append(Violation(reserved.reason, reserved.message))
+        reserved = naming.reserved(app)
+        if reserved is not None:
+            out.violations.append(Violation(reserved.reason, reserved.message))
     else:
         out.warnings.append(
             "database.existingSecret: the pairing rules are checked when the operator reads the Secret, "

@@ -133,7 +133,7 @@ Constants = dict[tuple[str, str], str]
 def module_constants() -> Constants:
     """(module, NAME) -> value of every module-level `NAME = "text"` in the operator."""
     found: Constants = {}
-    for path in OPERATOR.glob("*.py"):
+    for path in OPERATOR.rglob("*.py"):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
                 for target in node.targets:
@@ -163,7 +163,7 @@ def operator_names() -> tuple[set[str], set[str]]:
     # Refusals pick their reason at run time from this tuple (ownership.refusal()).
     reasons: set[str] = set(ownership.REFUSAL_REASONS)
     events: set[str] = set()
-    for path in OPERATOR.glob("*.py"):
+    for path in OPERATOR.rglob("*.py"):
         module = path.stem
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and len(node.args) >= 2:

@@ -31,7 +31,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from flaskops import credentials, dburl, names, safety
+from flaskops import names, safety
+from flaskops.postgres import naming
+from flaskops.postgres import url as dburl
 from flaskops_testbed.cluster import KwokCluster
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
@@ -463,7 +465,7 @@ def _expected_rules(
     spec = c.body["spec"]
     db = spec["database"]
     if db.get("server"):
-        dbname = db.get("name") or credentials.default_names(namespace, c.body["metadata"]["name"])[0]
+        dbname = db.get("name") or naming.default_names(namespace, c.body["metadata"]["name"])[0]
         identity = dburl.DatabaseIdentity(host, port, dbname, dbname)
         envs: list[str] | None = server_envs[db["server"]]
     else:

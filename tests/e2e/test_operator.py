@@ -13,7 +13,8 @@ import yaml
 from e2e_support import FAIL_LABEL, ROOT, Apps, OperatorProcess, deployment, flaskapp, jobs, secret_data
 from kubernetes import client
 
-from flaskops import credentials, names, ownership
+from flaskops import names, ownership
+from flaskops.postgres import server as pg
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 
@@ -216,20 +217,18 @@ def test_s6_database_stamped_for_another_environment(
     apps: Apps, ns: str, make_server: Any, postgres: Any
 ) -> None:
     dbname = f"orders_{secrets.token_hex(3)}"
-    admin = credentials.AdminConnection(
-        postgres.host, postgres.port, "disable", postgres.superuser, postgres.password
-    )
+    admin = pg.AdminConnection(postgres.host, postgres.port, "disable", postgres.superuser, postgres.password)
     # The database a production app of the same namespace/name kept (Retain) before it was deleted:
     # re-created as a testing app, it would re-attach to production data.
     retained = ownership.Owner(ns, "intruder", "uid-of-the-deleted-app", "production")
-    credentials.ensure_database(
+    pg.ensure_database(
         admin, ownership.Claim(retained, dbname, dbname), "pw-" + secrets.token_hex(8), set_password=True
     )
     server = make_server(["development", "testing"])
     apps.apply(flaskapp("intruder", ns, server=server, environment="testing", dbname=dbname))
     cond = apps.wait_reason(ns, "intruder", names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing")
     assert "S6" in cond["message"] and "production" in cond["message"]
-    assert credentials.read_stamp(admin, dbname) == "production"
+    assert pg.read_stamp(admin, dbname) == "production"
 
 
 @pytest.mark.usefixtures("operator")

@@ -34,7 +34,8 @@ from test_tenancy import (  # noqa: F401  (fixtures)
 )
 from test_webhook import legacy_namespace, webhook  # noqa: F401
 
-from flaskops import credentials, names
+from flaskops import names
+from flaskops.postgres import naming
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 
@@ -147,7 +148,7 @@ def test_a_tenant_holding_the_operators_advisory_lock_cannot_stall_another_tenan
     server = pg_server(["development", "testing"])
     a_db = f"atk_{secrets.token_hex(3)}"
     # B's database name is guessable (here: its default `<ns>__<app>`); the lock key is sha256 of it.
-    b_db, _ = credentials.default_names(team_b.namespace, "victim")
+    b_db, _ = naming.default_names(team_b.namespace, "victim")
     try:
         a_secret = _ready_app(team_a, apps, kube, server, "locker", a_db)
         conn = _login(postgres, a_secret, "postgres")
@@ -173,7 +174,7 @@ def test_a_tenant_cannot_squat_another_namespaces_default_database_name(
 ) -> None:
     team_a, team_b = make_tenant(), make_tenant()
     server = pg_server(["development", "testing"])
-    b_default, _ = credentials.default_names(team_b.namespace, "web")
+    b_default, _ = naming.default_names(team_b.namespace, "web")
     try:
         out = team_a.apply(
             flaskapp("squatter", team_a.namespace, server=server, environment="testing", dbname=b_default)

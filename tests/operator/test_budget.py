@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from flaskops import budget, inventory, manifests, names, serverstatus
-from flaskops.credentials import ServerFacts
 from flaskops.kube import own_namespace
+from flaskops.postgres.server import ServerFacts
 from flaskops.servercheck import Scheduler
 from flaskops.spec import parse_flaskapp
 from flaskops.webhook import review

@@ -10,8 +10,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from flaskops import credentials, ownership, serverstatus
-from flaskops.credentials import AdminAuthFailed, AdminConnection, DatabaseUnavailable, database_url
+from flaskops import ownership, serverstatus
+from flaskops.postgres import server as pg
+from flaskops.postgres.server import AdminAuthFailed, AdminConnection, DatabaseUnavailable
+from flaskops.postgres.url import database_url
 from flaskops_testbed.postgres import PostgresTarget, free_port
 
 
@@ -44,7 +46,7 @@ def _new_name(made: list[str]) -> str:
 def _provision(admin: AdminConnection, name: str, password: str, limit: int | None) -> None:
     owner = ownership.Owner("shop", name, f"uid-{name}", "testing")
     claim = ownership.Claim(owner, name, name)
-    credentials.ensure_database(admin, claim, password, connection_limit=limit)
+    pg.ensure_database(admin, claim, password, connection_limit=limit)
 
 
 def _limit(postgres: PostgresTarget, role: str) -> int:
@@ -62,7 +64,7 @@ def _login(postgres: PostgresTarget, name: str, password: str) -> psycopg.Connec
 def test_a_new_role_gets_the_limit_and_postgresql_refuses_the_connection_beyond_it(
     postgres: PostgresTarget, admin: AdminConnection, made: list[str]
 ) -> None:
-    name, password = _new_name(made), credentials.generate_password()
+    name, password = _new_name(made), pg.generate_password()
 
     _provision(admin, name, password, 2)
 
@@ -80,7 +82,7 @@ def test_a_new_role_gets_the_limit_and_postgresql_refuses_the_connection_beyond_
 def test_the_limit_follows_the_spec_and_lowering_it_cuts_no_open_session(
     postgres: PostgresTarget, admin: AdminConnection, made: list[str]
 ) -> None:
-    name, password = _new_name(made), credentials.generate_password()
+    name, password = _new_name(made), pg.generate_password()
     _provision(admin, name, password, 3)
     with _login(postgres, name, password) as first, _login(postgres, name, password) as second:
         _provision(admin, name, password, 1)  # e.g. scaled down
@@ -99,7 +101,7 @@ def test_the_limit_follows_the_spec_and_lowering_it_cuts_no_open_session(
 def test_no_limit_given_leaves_the_role_as_it_is(
     postgres: PostgresTarget, admin: AdminConnection, made: list[str]
 ) -> None:
-    name, password = _new_name(made), credentials.generate_password()
+    name, password = _new_name(made), pg.generate_password()
     _provision(admin, name, password, None)
     assert _limit(postgres, name) == -1
     _provision(admin, name, password, 7)
@@ -110,7 +112,7 @@ def test_no_limit_given_leaves_the_role_as_it_is(
 def test_a_non_superuser_admin_sets_and_changes_the_limit(postgres: PostgresTarget, made: list[str]) -> None:
     # Managed PostgreSQL's admins are CREATEROLE, not superusers: ALTER ROLE ... CONNECTION LIMIT on a
     # role it created must work for them too (PostgreSQL 16 grants the creator ADMIN OPTION on it).
-    admin_role, admin_password = _new_name(made), credentials.generate_password()
+    admin_role, admin_password = _new_name(made), pg.generate_password()
     with _superuser(postgres) as conn:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
@@ -118,13 +120,13 @@ def test_a_non_superuser_admin_sets_and_changes_the_limit(postgres: PostgresTarg
             )
         )
     limited = AdminConnection(postgres.host, postgres.port, "disable", admin_role, admin_password)
-    name, password = _new_name(made), credentials.generate_password()
+    name, password = _new_name(made), pg.generate_password()
 
     _provision(limited, name, password, 5)
     _provision(limited, name, password, 9)
 
     assert _limit(postgres, name) == 9
-    facts = credentials.probe_server(limited)
+    facts = pg.probe_server(limited)
     assert (facts.superuser, facts.createrole, facts.createdb) == (False, True, True)
     assert serverstatus.missing_rights(facts) == []
 
@@ -135,7 +137,7 @@ def test_a_non_superuser_admin_sets_and_changes_the_limit(postgres: PostgresTarg
 def test_probe_reads_version_and_connection_slots_as_the_server_reports_them(
     postgres: PostgresTarget, admin: AdminConnection
 ) -> None:
-    facts = credentials.probe_server(admin)
+    facts = pg.probe_server(admin)
 
     with _superuser(postgres) as conn:
         row = conn.execute(
@@ -151,7 +153,7 @@ def test_probe_reads_version_and_connection_slots_as_the_server_reports_them(
 
 
 def test_probe_tells_an_admin_without_rights_what_it_lacks(postgres: PostgresTarget, made: list[str]) -> None:
-    weak_role, weak_password = _new_name(made), credentials.generate_password()
+    weak_role, weak_password = _new_name(made), pg.generate_password()
     with _superuser(postgres) as conn:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
@@ -160,7 +162,7 @@ def test_probe_tells_an_admin_without_rights_what_it_lacks(postgres: PostgresTar
         )
     weak = AdminConnection(postgres.host, postgres.port, "disable", weak_role, weak_password)
 
-    facts = credentials.probe_server(weak)
+    facts = pg.probe_server(weak)
 
     assert serverstatus.missing_rights(facts) == ["CREATEROLE"]
     cond = serverstatus.ready_condition(facts, None, "db:5432")
@@ -173,13 +175,13 @@ def test_probe_with_a_wrong_password_is_an_auth_failure_without_the_password(
 ) -> None:
     wrong = AdminConnection(postgres.host, postgres.port, "disable", postgres.superuser, "not-the-password")
     with pytest.raises(AdminAuthFailed) as info:
-        credentials.probe_server(wrong)
+        pg.probe_server(wrong)
     assert "not-the-password" not in str(info.value) + info.value.public
 
 
 def test_probe_of_a_closed_port_is_unavailable() -> None:
     closed = AdminConnection("127.0.0.1", free_port(), "disable", "admin", "pw", connect_timeout=2)
     with pytest.raises(DatabaseUnavailable) as info:
-        credentials.probe_server(closed)
+        pg.probe_server(closed)
     assert not isinstance(info.value, AdminAuthFailed)
     assert "connection refused" in info.value.public

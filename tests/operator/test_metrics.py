@@ -4,7 +4,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from flaskops import certs, credentials, metrics, ownership
+from flaskops import certs, metrics, ownership
+from flaskops.postgres import errors
 
 
 def _value(name, **labels):
@@ -58,11 +59,11 @@ def test_provisioning_counts_server_failures_not_refusals():
     def failures(reason):
         return _value("flaskops_provisioning_failures_total", server="pg-unit", reason=reason)
 
-    with pytest.raises(credentials.AdminAuthFailed), metrics.provisioning("pg-unit"):
-        raise credentials.AdminAuthFailed("password authentication failed")
+    with pytest.raises(errors.AdminAuthFailed), metrics.provisioning("pg-unit"):
+        raise errors.AdminAuthFailed("password authentication failed")
     assert failures("AdminAuthFailed") == 1
-    with pytest.raises(credentials.NotOwned), metrics.provisioning("pg-unit"):
-        raise credentials.NotOwned(ownership.Refusal("RoleOwnedElsewhere", "taken"))
+    with pytest.raises(errors.NotOwned), metrics.provisioning("pg-unit"):
+        raise errors.NotOwned(ownership.Refusal("RoleOwnedElsewhere", "taken"))
     assert failures("RoleOwnedElsewhere") == 0
     with metrics.provisioning("pg-unit"):
         pass

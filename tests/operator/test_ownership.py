@@ -276,6 +276,6 @@ def test_the_readme_lists_every_reserved_name_and_reason() -> None:
 
 
 def test_the_environment_line_is_the_s6_stamp() -> None:
-    from flaskops import credentials
+    from flaskops.postgres import naming
 
-    assert credentials.parse_stamp(ownership.record_comment(ME)) == "production"
+    assert naming.parse_stamp(ownership.record_comment(ME)) == "production"

@@ -9,7 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flaskops import credentials, dburl, inventory, manifests, names, safety, spec, webhook
+from flaskops import inventory, manifests, names, safety, spec, webhook
+from flaskops.postgres import naming
+from flaskops.postgres import url as dburl
 from tests.operator.flaskapp_strategies import DB_WORDS, body, dns_label, valid_spec
 
 SERVERS = {
@@ -87,8 +89,8 @@ def test_planning_never_raises_and_refusals_name_a_rule(
     ):
         manifests.secret(app, secret_name, component, {"K": "v"})
     if app.database.server and not app.database.name:
-        dbname, role = credentials.default_names(namespace, name)
-        assert dbname == role and len(dbname.encode()) <= credentials.MAX_IDENTIFIER_BYTES
+        dbname, role = naming.default_names(namespace, name)
+        assert dbname == role and len(dbname.encode()) <= naming.MAX_IDENTIFIER_BYTES
 
 
 @given(environment=st.sampled_from(names.ENVIRONMENTS), identity=identities)

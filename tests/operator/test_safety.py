@@ -2,7 +2,7 @@
 
 import pytest
 
-from flaskops.dburl import DatabaseIdentity
+from flaskops.postgres.url import DatabaseIdentity
 from flaskops.safety import OtherApp, check_pairing, location, summary, tokens
 
 

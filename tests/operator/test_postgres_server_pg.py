@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import threading
@@ -13,8 +14,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from flaskops import credentials, ownership
-from flaskops.credentials import (
+from flaskops import ownership
+from flaskops.postgres import server as pg
+from flaskops.postgres.naming import default_names, stamp_for
+from flaskops.postgres.server import (
     AdminAuthFailed,
     AdminConnection,
     AdminPermissionDenied,
@@ -23,12 +26,11 @@ from flaskops.credentials import (
     ProvisionResult,
     _create_database,
     _create_role,
-    database_url,
-    default_names,
+    _scram_verifier,
     generate_password,
     read_stamp,
-    stamp_for,
 )
+from flaskops.postgres.url import database_url
 from flaskops_testbed.postgres import PostgresTarget, free_port
 
 
@@ -74,13 +76,13 @@ def ensure_database(
         adoptable=adoptable,
         provisioned_before=provisioned_before,
     )
-    return credentials.ensure_database(admin, claim, password, set_password=set_password)
+    return pg.ensure_database(admin, claim, password, set_password=set_password)
 
 
 def drop_database(
     admin: AdminConnection, dbname: str, role: str, *, owner: ownership.Owner | None = None
 ) -> None:
-    credentials.drop_database(admin, owner or _owner(), dbname, role)
+    pg.drop_database(admin, owner or _owner(), dbname, role)
 
 
 class AppNames:
@@ -122,6 +124,49 @@ def test_names_that_need_quoting_are_quoted_everywhere(
     drop_database(admin, dbname, role)
     assert _exists(postgres, dbname, role) == (False, False)
     assert _exists(postgres, "postgres", "postgres") == (True, True)
+
+
+def test_scram_verifier_comes_from_libpq_salted_and_without_the_password(postgres: PostgresTarget) -> None:
+    with _superuser(postgres) as conn:
+        first, second = (_scram_verifier(conn, "shop__guestbook", "hunter2") for _ in range(2))
+    assert re.fullmatch(r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+", first)
+    assert first != second
+    assert "hunter2" not in first
+
+
+def test_the_password_never_reaches_the_server_log(postgres: PostgresTarget, app_names: AppNames) -> None:
+    # log_statement = ddl writes every CREATE/ALTER ROLE to the server log, as many production servers do.
+    log_file = getattr(postgres, "log_file", None)
+    if log_file is None:
+        pytest.skip("the server's log is not readable here (TEST_DATABASE_URL)")
+    logged_admin, admin_password = f"admin_{secrets.token_hex(4)}", generate_password()
+    with _superuser(postgres) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}").format(
+                sql.Identifier(logged_admin), sql.Literal(admin_password)
+            )
+        )
+        conn.execute(sql.SQL("ALTER ROLE {} SET log_statement = 'ddl'").format(sql.Identifier(logged_admin)))
+    try:
+        admin = AdminConnection(postgres.host, postgres.port, "disable", logged_admin, admin_password)
+        dbname, role = app_names()
+        first, second = f"first-{secrets.token_hex(8)}", f"second-{secrets.token_hex(8)}"
+        ensure_database(admin, dbname, role, first, "testing", set_password=True)
+        ensure_database(admin, dbname, role, second, "testing", set_password=True)
+        log = log_file.read_text(errors="replace")
+        # The statements were logged (so the check below can fail), with a verifier where a password was.
+        created = [line for line in log.splitlines() if "CREATE ROLE" in line and role in line]
+        altered = [
+            line for line in log.splitlines() if "ALTER ROLE" in line and "PASSWORD" in line and role in line
+        ]
+        assert created and altered
+        assert all("SCRAM-SHA-256$" in line for line in created + altered)
+        assert first not in log and second not in log
+        with _login(postgres, dbname, role, second):
+            pass
+    finally:
+        with _superuser(postgres) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(logged_admin)))
 
 
 def _login(postgres: PostgresTarget, dbname: str, role: str, password: str) -> psycopg.Connection:
@@ -645,7 +690,7 @@ def test_the_server_is_identified_by_its_system_identifier_not_its_host_name(
     for host in ("127.0.0.1", "localhost"):
         alias = AdminConnection(host, admin.port, "disable", admin.username, admin.password)
         claim = ownership.Claim(_owner(), dbname, role)
-        credentials.ensure_database(alias, claim, generate_password(), check=check)
+        pg.ensure_database(alias, claim, generate_password(), check=check)
 
     with _superuser(postgres) as conn:
         row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
@@ -661,7 +706,5 @@ def test_a_refusal_by_the_caller_leaves_the_server_untouched(
         raise RuntimeError("unsafe pairing")
 
     with pytest.raises(RuntimeError, match="unsafe pairing"):
-        credentials.ensure_database(
-            admin, ownership.Claim(_owner(), dbname, role), generate_password(), check=refuse
-        )
+        pg.ensure_database(admin, ownership.Claim(_owner(), dbname, role), generate_password(), check=refuse)
     assert _exists(postgres, dbname, role) == (False, False)

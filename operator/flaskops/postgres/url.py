@@ -1,9 +1,13 @@
-"""PostgreSQL connection URLs: build the universal URL and the Secret's keys, parse a user's URL."""
+"""PostgreSQL connection URLs: build the universal URL and the Secret's keys, parse a user's URL.
+
+Pure: no driver. `DatabaseIdentity` is what the pairing rules (safety.py) look at.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from flaskops import names
@@ -23,6 +27,13 @@ class DatabaseIdentity:
     port: int
     dbname: str
     user: str
+
+
+class Address(NamedTuple):
+    """A server's host and port, e.g. from the operator's index entry of a PostgresServer."""
+
+    host: str
+    port: int
 
 
 def _netloc_host(host: str) -> str:
