@@ -676,9 +676,13 @@ def write(results: dict[str, Any]) -> None:
         "",
         f"- {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}",
         f"- load average at start {', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])}, at end "
-        f"{', '.join(f'{x:.1f}' for x in results.get('loadavg_at_end', []))}: **other engineers' test suites ran on "
-        "the same 2 cores during this run**, so absolute numbers are pessimistic and noisy; the ratios come "
-        "from the same run.",
+        f"{', '.join(f'{x:.1f}' for x in results.get('loadavg_at_end', []))}"
+        + (
+            ": **other work ran on the same cores during this run** (see the load per phase below), so "
+            "absolute numbers are pessimistic and noisy; the ratios come from the same run."
+            if max([*m["loadavg_at_start"][:1], *results.get("loadavg_at_end", [])[:1]]) > 1.0
+            else " (a quiet machine)."
+        ),
         "- " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- whole run: {_f(results.get('wall_s', 0) / 60)} min",
         "",

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import ROOT, cpu_seconds, log
+from bench.common import ROOT, cpu_seconds, log, parallel
 
 GROUP, VERSION, PLURAL = "flaskops.dev", "v1alpha1", "flaskapps"
 SERVER = "bench"
@@ -68,6 +68,20 @@ class Cluster:
         names = list(names)
         if names:
             self.kubectl("delete", "namespace", *names, "--wait=true", "--timeout=1200s", timeout=1300)
+
+    def release_flaskapps(self, namespace: str) -> int:
+        """Remove every FlaskApp's finalizers in `namespace` (the operator is stopped, so nobody would run
+        them; the bench drops the databases itself). Returns how many were patched."""
+        items: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        held = [o["metadata"]["name"] for o in items["items"] if o["metadata"].get("finalizers")]
+        parallel(
+            held,
+            lambda name: self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
+            ),
+            8,
+        )
+        return len(held)
 
     def component_pids(self) -> dict[str, int]:
         """{component: pid} from kwokctl's pid files; empty when the cluster directory is unknown."""

@@ -58,7 +58,9 @@ def run_size(
         return str(meta["namespace"])
 
     if operator_only:  # before/after comparisons of an operator change
-        cl.delete_namespaces([operator()])
+        op_ns = operator()
+        cl.release_flaskapps(op_ns)
+        cl.delete_namespaces([op_ns])
         drop_databases(pg, f"op{n}_")
         result["load"]["end"] = loadavg()
         return result
@@ -68,6 +70,7 @@ def run_size(
     log(f"=== N = {n}: API floor ({cfg.max_workers} workers)")
     result["api_floor"] = floors.api_floor(cl, n, cfg.max_workers, f"floor-{n}")
     log("deleting the operator's and the floor's namespaces")
+    cl.release_flaskapps(op_ns)
     cl.delete_namespaces([op_ns, f"floor-{n}"])
     drop_databases(pg, f"op{n}_")
     if helm:
