@@ -28,6 +28,7 @@ def run_size(
     *,
     profile: bool,
     helm: bool,
+    helm_skipped: str = "",
     helm_concurrency: int,
     operator_only: bool,
     steady_seconds: float,
@@ -79,7 +80,7 @@ def run_size(
         cl.delete_namespaces(result["helm"].pop("namespaces"))
         drop_databases(pg, "helm")
     else:
-        result["helm"] = {"skipped": True}
+        result["helm"] = {"skipped": helm_skipped}
     result["load"]["end"] = loadavg()
     return result
 
@@ -152,6 +153,12 @@ def run(
                         work,
                         profile=profile and n == max(sizes),
                         helm=n <= helm_max_n,
+                        helm_skipped=(
+                            "not asked (--no-helm)"
+                            if helm_max_n <= 0
+                            else f"N > {helm_max_n}: `helm install --wait` of that many releases, three batches, "
+                            "takes hours on 2 cores"
+                        ),
                         helm_concurrency=helm_concurrency,
                         operator_only=operator_only,
                         steady_seconds=steady_seconds,
