@@ -80,8 +80,9 @@ demo: venv testbed images
 demo-down: venv
 	$(BIN)/python -m flaskops_testbed down
 
-# Not part of `make test`: ~80 min on 2 cores for the default sizes 10,100,500 (most of it the 500 Helm
-# installs); BENCH_ARGS="--sizes 10,100" takes ~18 min. Results: bench/RESULTS.md.
+# Not part of `make test`: ~2-2.5 h on 2 cores for the default sizes 10,100,500,1000 (Helm only at N <= 500;
+# most of it the 500 Helm installs and the N = 1000 operator row); BENCH_ARGS="--sizes 10,100" ~20 min;
+# "--soak-minutes 60" adds an hour of upgrades at the largest N. Results: bench/RESULTS.md.
 bench: venv testbed
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	PYTHONPATH=$(CURDIR)/testbed:$(CURDIR)/app:$(CURDIR) $(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,4 +1,5 @@
-"""`python -m bench [--sizes 10,100,500] [--skip-http] [--skip-scale] [--report-only] [--app-only]`.
+"""`python -m bench [--sizes 10,100,500,1000] [--no-helm | --helm-max-n 500] [--soak-minutes M]
+[--skip-http] [--skip-scale] [--report-only] [--app-only]`.
 
 `--app-only` (`make bench-app`, a few minutes): only the reference app against bare WSGI; it rewrites
 just that section of bench/RESULTS.md (and its headline line) and writes bench/out/app.json.
@@ -21,14 +22,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import app_http, operator_scale, report
+from bench import app_http, report
 from bench.common import OUT_DIR, log, machine, versions
+from bench.scale import run as scale_run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--sizes", default="10,100,500", help="FlaskApp counts, comma-separated")
+    parser.add_argument("--sizes", default="10,100,500,1000", help="FlaskApp counts, comma-separated")
     parser.add_argument("--helm-concurrency", type=int, default=8, help="helm processes at once")
+    parser.add_argument(
+        "--helm-max-n",
+        type=int,
+        default=500,
+        help="the Helm phase only at N <= this (N = 1000 with Helm takes hours on 2 cores)",
+    )
+    parser.add_argument("--no-helm", action="store_true", help="no Helm phase at any size")
+    parser.add_argument(
+        "--steady-seconds", type=float, default=60, help="the settled window after all Ready (seconds)"
+    )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=0,
+        help="after the largest N's upgrade: image upgrades of all apps every 2 min for M minutes, RSS per minute",
+    )
+    parser.add_argument(
+        "--pg-sweep", default="1,2,4,8", help="provisioning concurrencies for the PostgreSQL floor"
+    )
     parser.add_argument("--skip-http", action="store_true", help="no app_http benchmark")
     parser.add_argument("--skip-scale", action="store_true", help="no operator/Helm benchmark")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on the largest size")
@@ -76,14 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_http:
             results["http"] = app_http.run(pg, work, variants)
         if not args.skip_scale:
-            scale = operator_scale.run(
+            scale = scale_run.run(
                 pg,
                 work,
                 sizes,
                 profile=not args.no_profile,
                 helm_concurrency=args.helm_concurrency,
+                helm_max_n=0 if args.no_helm else args.helm_max_n,
                 operator_only=args.operator_only,
                 cluster_name=args.cluster_name,
+                steady_seconds=args.steady_seconds,
+                soak_minutes=args.soak_minutes,
+                pg_sweep=[int(c) for c in args.pg_sweep.split(",") if c.strip()],
             )
             results["scale"] = scale
             profiled = [s["operator"]["profile"] for s in scale["sizes"] if s["operator"]["profile"]]
@@ -96,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pg.destroy()
     results["wall_s"] = time.monotonic() - started
-    results["loadavg_at_end"] = list(__import__("os").getloadavg())
+    results["loadavg_at_end"] = list(os.getloadavg())
     args.out.write_text(json.dumps(results, indent=1, default=str))
     log(f"results in {args.out}")
     if not args.operator_only:  # a before/after run of the operator alone leaves RESULTS.md alone

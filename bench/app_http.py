@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, free_port, log, wait_port
+from bench.common import ROOT, log
+from flaskops_testbed.ports import free_port, wait_port
 
 WORKERS = 2
 THREADS = 1

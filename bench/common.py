@@ -1,14 +1,16 @@
-"""Small shared helpers: progress lines, percentiles, process memory, free ports, machine facts."""
+"""Small shared helpers: progress lines, percentiles, process memory and CPU, thread pools, machine facts.
+
+Free ports come from flaskops_testbed.ports (one helper for the whole project)."""
 
 from __future__ import annotations
 
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +54,33 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (/proc/<pid>/stat); 0.0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+def loadavg() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def parallel(items: Sequence[Any], fn: Callable[[Any], Any], workers: int) -> list[Any]:
+    """fn over items with `workers` threads, results in order; the first exception propagates."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def latency_stats(latencies: Sequence[float]) -> dict[str, float]:
+    """p50, p95 and max of per-app seconds."""
+    return {
+        "p50_s": percentile(latencies, 50),
+        "p95_s": percentile(latencies, 95),
+        "max_s": max(latencies) if latencies else 0.0,
+    }
 
 
 def _first_line(argv: list[str]) -> str:

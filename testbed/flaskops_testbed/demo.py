@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ import yaml
 
 from flaskops_testbed import cluster as kwok
 from flaskops_testbed import images, node, paths
+from flaskops_testbed.operator_process import OperatorExited, OperatorProcess
+from flaskops_testbed.ports import free_port
 from flaskops_testbed.postgres import LocalPostgres, default_base_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,12 +63,6 @@ def _kubectl(env: dict[str, str], *args: str, input: str | None = None, check: b
     if check and result.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _apply(env: dict[str, str], body: dict[str, Any]) -> None:
@@ -269,7 +263,7 @@ def webhook_env() -> dict[str, str]:
         "FLASKOPS_WEBHOOK": "self",
         "FLASKOPS_WEBHOOK_ADDR": "127.0.0.1",
         "FLASKOPS_WEBHOOK_HOST": "127.0.0.1",
-        "FLASKOPS_WEBHOOK_PORT": str(_free_port()),
+        "FLASKOPS_WEBHOOK_PORT": str(free_port()),
         "FLASKOPS_WEBHOOK_CERT_DIR": str(state_dir() / "webhook"),
     }
 
@@ -287,41 +281,21 @@ def start_operator(env: dict[str, str], namespaced: bool = False) -> int:
     the local testbed, where other namespaces' FlaskApps are someone else's.
     """
     stop_operator()
-    port = _free_port()
-    # /metrics on loopback, on a free port (the default 8081 may be taken on a developer's machine).
-    metrics_port = _free_port()
     log_path = state_dir() / "operator.log"
     scope = [f"--namespace={NAMESPACE}"] if namespaced else []
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{port}/healthz", *scope],
-            env={**env, "FLASKOPS_METRICS_ADDR": "127.0.0.1", "FLASKOPS_METRICS_PORT": str(metrics_port)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not killed with make's process group
-            cwd=ROOT,
-        )
-    (state_dir() / "operator.pid").write_text(str(proc.pid))
-    _started[proc.pid] = proc
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"the operator exited ({proc.returncode}); see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the operator did not become healthy in 60s; see {log_path}")
-        time.sleep(0.2)
-    log(
-        f"operator running (pid {proc.pid}, logs: {log_path}, metrics: http://127.0.0.1:{metrics_port}/metrics)"
-    )
-    return proc.pid
+    # /metrics on loopback, on a free port (the default 8081 may be taken on a developer's machine);
+    # its own session, so it is not killed with make's process group.
+    op = OperatorProcess(None, log_path, args=scope, base_env=env, new_session=True)
+    try:
+        op.start()
+    except OperatorExited as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        if op.proc is not None and op.proc.poll() is None:
+            (state_dir() / "operator.pid").write_text(str(op.pid))
+            _started[op.pid] = op.proc
+    log(f"operator running (pid {op.pid}, logs: {log_path}, metrics: {op.metrics_url})")
+    return op.pid
 
 
 def stop_operator() -> None:
@@ -521,7 +495,7 @@ def _serve_on_loopback(env: dict[str, str], app: dict[str, Any]) -> str | None:
     """`kubectl port-forward` to the Deployment on a free loopback port; the URL once it answers."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     log_path = state_dir() / "port-forward.log"
     with log_path.open("ab") as out:
         proc = subprocess.Popen(

@@ -51,6 +51,7 @@ import yaml
 
 from flaskops_testbed import paths
 from flaskops_testbed.cluster import KwokCluster, _alive, log
+from flaskops_testbed.ports import free_port
 
 NODE_NAME = "127.0.0.1"
 NODE_LABEL = "flaskops.dev/real-node"
@@ -94,14 +95,6 @@ def _run(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess
     if check and result.returncode != 0:
         raise NodeError(f"`{' '.join(argv)}` failed ({result.returncode}): {result.stderr.strip()}")
     return result
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -215,7 +208,7 @@ class RealNode:
         self, target_port: int, target_host: str = "127.0.0.1", port: int | None = None
     ) -> tuple[str, int]:
         """Make a host service on 127.0.0.1 reachable from pods: returns (GATEWAY, port) to give them."""
-        listen_port = port or _free_port()
+        listen_port = port or free_port()
         name = f"forward-{listen_port}"
         pid = self._spawn(
             name,
@@ -455,7 +448,7 @@ class RealNode:
         }
         (self.etc / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
         (self.etc / "kubelet.yaml").write_text(
-            yaml.safe_dump(self.kubelet_config(_free_port(), _free_port()), sort_keys=False)
+            yaml.safe_dump(self.kubelet_config(free_port(), free_port()), sort_keys=False)
         )
         self._spawn(
             "kubelet",

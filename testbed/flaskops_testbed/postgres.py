@@ -48,7 +48,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -56,6 +55,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from flaskops_testbed.ports import free_port
 
 __all__ = [
     "ExternalPostgres",
@@ -121,13 +122,6 @@ def find_bindir() -> Path:
         "no PostgreSQL server binaries found: install postgresql (Debian: apt-get install "
         "postgresql-15) or set FLASKOPS_PG_BINDIR to the directory holding initdb and pg_ctl"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _open_traverse(path: Path) -> None:

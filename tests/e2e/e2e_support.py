@@ -1,24 +1,22 @@
-"""Helpers for the end-to-end tests: the operator as a process, FlaskApp bodies, kubectl-level reads."""
+"""Helpers for the end-to-end tests: FlaskApp bodies, kubectl-level reads; the operator as a process and
+free ports come from the testbed package (one harness for tests, bench and demo)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 from kubernetes import client
 
 from flaskops import names
 from flaskops_testbed.kube_fixtures import RESTRICTED, Kube
+from flaskops_testbed.operator_process import OperatorProcess as OperatorProcess
+from flaskops_testbed.ports import free_port as free_port
 from flaskops_testbed.waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,72 +81,6 @@ def make_namespace(kube: Kube, prefix: str, labels: dict[str, str] | None = None
         what=f"ServiceAccount {name}/default",
     )
     return name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OperatorProcess:
-    """`python -m flaskops` as a child process, the way the chart runs it, with its logs in a file."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.extra_env = extra_env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.health_port = free_port()
-        # Its own metrics port: parallel operators on one machine must not share the default.
-        self.metrics_port = free_port()
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "flaskops", f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "FLASKOPS_METRICS_ADDR": "127.0.0.1",
-            "FLASKOPS_METRICS_PORT": str(self.metrics_port),
-            **self.extra_env,
-        }
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv(), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        log.close()
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
-
-        def healthy_or_gone() -> bool:
-            assert self.proc is not None
-            return self.proc.poll() is not None or requests.get(url, timeout=1).status_code == 200
-
-        wait_for(healthy_or_gone, timeout=60, what="the operator's liveness endpoint")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, as a crash or an OOM kill would do."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "<no log>"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def flaskapp(

@@ -18,20 +18,10 @@ from tests.chart.chart_support import CHART, E2E_NAMESPACE, E2E_VALUES, fullname
 pytestmark = pytest.mark.e2e
 
 
-class NamespacedOperator(OperatorProcess):
-    def __init__(self, kubeconfig: Path, log_path: Path, namespace: str) -> None:
-        super().__init__(kubeconfig, log_path)
-        self.namespace = namespace
-
-    def argv(self) -> list[str]:
-        # The chart's args in Role-only mode: the liveness flag, then --namespace=<watched>.
-        return [*super().argv(), f"--namespace={self.namespace}"]
-
-
 @pytest.fixture
 def namespaced_operator(
     kube: Kube, operator: OperatorProcess, ns: str, tmp_path: Path
-) -> Iterator[NamespacedOperator]:
+) -> Iterator[OperatorProcess]:
     release = f"fo-ns-{secrets.token_hex(3)}"
     # The release lives where the PostgreSQL admin Secret is (the e2e suite's flaskops-system).
     kube.helm_run(
@@ -49,7 +39,8 @@ def namespaced_operator(
     )
     cfg = sa_kubeconfig(kube, E2E_NAMESPACE, fullname(release), tmp_path / "kubeconfig")
     operator.stop()  # the session's cluster-wide operator would reconcile the same app
-    proc = NamespacedOperator(cfg, tmp_path / "operator.log", ns)
+    # The chart's args in Role-only mode: the liveness flag, then --namespace=<watched>.
+    proc = OperatorProcess(cfg, tmp_path / "operator.log", args=[f"--namespace={ns}"])
     try:
         proc.start()
         yield proc
@@ -60,7 +51,7 @@ def namespaced_operator(
 
 
 def test_role_only_operator_reaches_ready(
-    kube: Kube, apps: Apps, ns: str, make_server: Any, namespaced_operator: NamespacedOperator
+    kube: Kube, apps: Apps, ns: str, make_server: Any, namespaced_operator: OperatorProcess
 ) -> None:
     server = make_server(["production"])
     apps.apply(flaskapp("shop", ns, server=server, dbname=f"shop_{secrets.token_hex(3)}"))
