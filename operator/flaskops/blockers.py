@@ -74,6 +74,27 @@ def for_replica_set(events: Iterable[Mapping[str, Any]], replica_set: str, since
     )
 
 
+def newest_scaled_up(events: Iterable[Mapping[str, Any]]) -> str:
+    """The ReplicaSet the Deployment controller last scaled up, from its ScalingReplicaSet Events on the
+    Deployment ("Scaled up replica set shop-5d8f7c9b6 from 0 to 1"); "" when none says.
+
+    A rollout's new ReplicaSet is not always named by the Deployment's Progressing condition: when the new
+    pods make no progress at all, the controller leaves the condition naming the previous ReplicaSet
+    ("... has successfully progressed"), so only this Event tells which pods to look at.
+    """
+    best: tuple[str, str] | None = None
+    for ev in events:
+        found = _SCALED_UP.search(str(ev.get("message") or ev.get("note") or ""))
+        if found and ev.get("reason") == "ScalingReplicaSet":
+            when = _time(ev)
+            if best is None or when >= best[0]:
+                best = (when, found.group(1))
+    return best[1] if best else ""
+
+
+# The Deployment controller's message (kubernetes/pkg/controller/deployment/sync.go, scaleReplicaSet).
+_SCALED_UP = re.compile(r"Scaled up replica set ([a-z0-9.-]+)")
+
 # How far before the Deployment's last progress a pod Warning still counts (see for_replica_set).
 GRACE_SECONDS = 60
 

@@ -718,10 +718,28 @@ class Reconciler:
             self._recheck = RECHECK_SECONDS
             self._blocked = view.failure
             stuck = _age_seconds(view.progressed_at, self.now()) >= STUCK_SECONDS
-            if self._blocked is None and view.replica_set and stuck:
+            if self._blocked is None and stuck:
                 since = view.progressed_at
-                blocker = blockers.for_replica_set(self._warnings(app), view.replica_set, since=since)
+                # The ReplicaSet being scaled up, as the controller's own Event names it; the Progressing
+                # condition may still name the previous one (see blockers.newest_scaled_up).
+                scaled = self.kube.list(
+                    "Event",
+                    app.namespace,
+                    fields=f"involvedObject.kind=Deployment,involvedObject.name={app.name},reason=ScalingReplicaSet",
+                )
+                replica_set = blockers.newest_scaled_up(scaled) or view.replica_set
+                blocker = blockers.for_replica_set(self._warnings(app), replica_set, since=since)
                 self._blocked = blocker.describe() if blocker else None
+                log.info(
+                    "rollout not progressing",
+                    extra={
+                        "namespace": app.namespace,
+                        "flaskapp": app.name,
+                        "replicaSet": replica_set,
+                        "since": since,
+                        "blocker": self._blocked,
+                    },
+                )
         return self._availability(app, status, view), rolled_out
 
     def _warnings(self, app: FlaskAppSpec) -> list[dict[str, Any]]:

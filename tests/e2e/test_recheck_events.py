@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_support import Apps, OperatorProcess, flaskapp
+from e2e_support import Apps, Kube, OperatorProcess, flaskapp
 
 from flaskops import names
 from flaskops.reconcile import ROLLOUT_BLOCKED
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_rollout_blocked_found_by_the_recheck_timer_posts_its_warning(
-    operator: OperatorProcess, apps: Apps, ns: str, make_server: Any
+    operator: OperatorProcess, kube: Kube, apps: Apps, ns: str, make_server: Any
 ) -> None:
     server = make_server(["development", "testing"])
     body = flaskapp("stuck", ns, server=server, environment="testing", migrations={"enabled": False})
@@ -31,7 +31,13 @@ def test_a_rollout_blocked_found_by_the_recheck_timer_posts_its_warning(
     # recheck timer finds the blocker, once the rollout has made no progress for STUCK_SECONDS.
     body["spec"]["resources"] = {"requests": {"cpu": "1000"}}
     apps.apply(body)
-    apps.wait_reason(ns, "stuck", names.READY, ROLLOUT_BLOCKED, timeout=120)
+    try:
+        apps.wait_reason(ns, "stuck", names.READY, ROLLOUT_BLOCKED, timeout=120)
+    except TimeoutError:
+        # What Kubernetes said meanwhile: the blocker the operator should have quoted, or its absence.
+        print(kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout)
+        print(kube.kubectl("get", "pods,replicasets", "-n", ns, "-o", "wide").stdout)
+        raise
 
     def warned() -> bool:
         if not any(

@@ -107,3 +107,21 @@ def test_a_scheduling_refusal_just_before_the_deployment_recorded_progress_still
     assert got is not None and got.reason == "FailedScheduling"
     old = [_event("Pod", f"{rs}-abcde", "FailedScheduling", "2025-12-31T23:00:00Z")]
     assert blockers.for_replica_set(old, rs, since="2026-01-01T00:01:00Z") is None
+
+
+def test_the_newest_scaled_up_replica_set_names_the_rollouts_pods():
+    """The Progressing condition may still name the previous ReplicaSet when the new pods never progress;
+    the controller's ScalingReplicaSet Event names the new one (seen on the testbed, 1.36)."""
+    from flaskops.blockers import newest_scaled_up
+
+    def scaled(message, when, reason="ScalingReplicaSet"):
+        return {"type": "Normal", "reason": reason, "message": message, "lastTimestamp": when}
+
+    events = [
+        scaled("Scaled up replica set stuck-fdc668bdb from 0 to 2", "2026-12-04T14:36:53Z"),
+        scaled("Scaled up replica set stuck-66c5db5c4f from 0 to 1", "2026-12-04T14:36:54Z"),
+        scaled("Scaled down replica set stuck-fdc668bdb from 2 to 1", "2026-12-04T14:36:59Z"),
+        scaled("Scaled up replica set decoy-1 from 0 to 1", "2026-12-04T14:37:00Z", reason="Custom"),
+    ]
+    assert newest_scaled_up(events) == "stuck-66c5db5c4f"
+    assert newest_scaled_up([]) == ""
