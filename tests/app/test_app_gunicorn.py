@@ -61,7 +61,8 @@ def test_deployment_command_serves_and_stops_gracefully(
     gunicorn: Callable[..., Server], served_database: str
 ) -> None:
     server = gunicorn(production_env(served_database))
-    assert server.get("/livez").json() == {"status": "ok"}
+    live = server.get("/livez", headers={"X-Request-ID": "req-live-1"})
+    assert live.json() == {"status": "ok"} and live.headers["X-Request-ID"] == "req-live-1"
     assert server.get("/readyz").status_code == 200
     created = requests.post(
         server.base_url + "/api/entries",
@@ -86,6 +87,8 @@ def test_deployment_command_serves_and_stops_gracefully(
     access = [r for r in records if r["logger"] == "gunicorn.access"]
     listed_line = next(r for r in access if r["request_id"] == "req-listed-1")
     assert (listed_line["method"], listed_line["path"], listed_line["status"]) == ("GET", "/api/entries", 200)
+    live_line = next(r for r in access if r["request_id"] == "req-live-1")  # answered before Flask, logged
+    assert (live_line["method"], live_line["path"], live_line["status"]) == ("GET", "/livez", 200)
     assert any(
         r["logger"] == "gunicorn.error" and "Handling signal: term" in str(r["message"]) for r in records
     )
