@@ -27,9 +27,10 @@ there is one source of truth), the request id, Gunicorn's JSON access line, and 
 Prometheus metrics (counted here with the labels Flask's hook would use). With OpenTelemetry on,
 ``/livez`` goes through Flask as before, so its requests keep their spans. tests/app/test_app_edge.py
 compares this answer with Flask's own for every scheme, proxy setting and forwarded header, so
-the two cannot drift apart. If you make ``/livez`` depend on the request or on app state, or add
-a hook that must see every request, that test fails: then let Flask answer it (in ``register_edge``,
-give ``Edge`` no ``live`` answers). ``/readyz`` is not answered here: its database check is the point.
+their headers and bodies cannot drift apart. What the test cannot see is a hook's side effect: if
+you make ``/livez`` depend on the request or on app state, or add a ``before_request`` hook that
+probes must pass through, let Flask answer it (in ``register_edge``, give ``Edge`` no ``live``
+answers). ``/readyz`` is never answered here: its database check is the point of it.
 """
 
 from __future__ import annotations
