@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 	@echo "==> installing Python dependencies into $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[app,operator,dev]'
+	@# setuptools' notice that an editable install uses a meta path finder (package-dir maps
+	@# flaskops and guestbook to operator/ and app/) is its only output: informational, so silenced.
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[app,operator,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

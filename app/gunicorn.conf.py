@@ -72,7 +72,15 @@ def on_starting(server: Any) -> None:
     starts in milliseconds instead of re-importing for ~0.6 s while its share of requests waits.
     Importing creates no app, engine or connection, so nothing but code crosses the fork.
     """
-    # The engine loads its dialect and driver on first use, so those are named here.
+    # The engine loads its dialect and driver on first use, so those are named here, and so are
+    # the modules create_app() and a worker's first request import on first use (extensions' CLI
+    # commands, Flask-Caching's Jinja extension, werkzeug's IDNA host encoding): ~4 ms of every
+    # worker's start otherwise. tests/app/test_app_gunicorn.py fails when this list falls behind.
+    import encodings.idna  # noqa: F401
+
+    import flask_caching.jinja2ext  # noqa: F401
+    import flask_migrate.cli  # noqa: F401
+    import flask_sqlalchemy.cli  # noqa: F401
     import psycopg  # noqa: F401
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 

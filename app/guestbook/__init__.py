@@ -11,11 +11,12 @@ from flask import Flask
 from . import database, models  # noqa: F401  (models must be registered before Flask-Migrate compares)
 from .api import api_bp
 from .config import ConfigError, load_config
+from .edge import register_edge
 from .errors import register_error_handlers
 from .extensions import cache, db, migrate
 from .main import main_bp
 from .metrics import register_metrics
-from .observability import configure_logging, configure_sentry, register_request_id
+from .observability import configure_logging, configure_sentry
 from .probes import probes_bp
 from .security import register_security
 from .tracing import configure_tracing
@@ -31,11 +32,11 @@ def create_app(env: str | None = None, environ: Mapping[str, str] | None = None)
     configure_sentry(app)
     register_extensions(app)
     register_security(app)
-    register_request_id(app)
     register_metrics(app)
-    configure_tracing(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_edge(app)  # trusted proxies, request id, /livez: needs the blueprints and the metrics
+    configure_tracing(app)  # OpenTelemetry's middleware goes around the edge
     return app
 
 

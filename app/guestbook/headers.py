@@ -14,14 +14,14 @@ class CachedTalisman(Talisman):
     Talisman rebuilds the same headers for every response (reading its options four times through
     Flask's context locals and re-rendering the CSP string, ~70 µs of a ~170 µs /livez). They depend
     only on the endpoint's options and on whether the request is secure (X-Forwarded-Proto is
-    already settled by security.TrustedForwarding), so the first response of each kind computes them
+    already settled by edge.Edge), so the first response of each kind computes them
     with Talisman's own code and later ones copy them. A CSP nonce makes every response different:
     when one is configured, Talisman runs as it is.
     """
 
     def init_app(self, app: Any, **options: Any) -> None:
         super().init_app(app, **options)
-        self._computed: dict[tuple[str | None, bool], list[tuple[str, str]]] = {}
+        self._computed: dict[tuple[str | None, bool], tuple[list[tuple[str, str]], frozenset[str]]] = {}
         self._forces_https: dict[str | None, bool] = {}
         if not self.content_security_policy_nonce_in:
             # Without a nonce the hook has nothing to do: not running it saves a call per request.
@@ -43,17 +43,28 @@ class CachedTalisman(Talisman):
         if self.content_security_policy_nonce_in:
             return super()._set_response_headers(response)
         key = (request.endpoint, request.is_secure)
-        headers = self._computed.get(key)
-        if headers is None:
-            blank = Response()
-            present = set(blank.headers.keys())
-            super()._set_response_headers(blank)
-            headers = [(name, value) for name, value in blank.headers.items() if name not in present]
-            self._computed[key] = headers
-        present = {name.lower() for name, _ in response.headers}
-        for name, value in headers:
-            if name.lower() in present:
-                response.headers[name] = value  # a view set it: Talisman's value wins, as it would
-            else:
-                response.headers.add(name, value)
+        computed = self._computed.get(key)
+        if computed is None:
+            computed = self._computed[key] = self.computed_headers()
+        headers, names = computed
+        # werkzeug's list of (name, value) pairs: these values passed its validation (no newline)
+        # when computed_headers() added them, so they are appended as they are, not checked again.
+        pairs = response.headers._list
+        if names.isdisjoint([name.lower() for name, _ in pairs]):
+            pairs.extend(headers)
+        else:
+            for name, value in headers:
+                response.headers[name] = value  # a view set one: Talisman's value wins, as it would
         return response
+
+    def computed_headers(self) -> tuple[list[tuple[str, str]], frozenset[str]]:
+        """Talisman's headers for the current request's endpoint and scheme, by Talisman's own code.
+
+        Returns the (name, value) pairs in the order Talisman adds them, and their names in lower case.
+        Needs a request context (``request.endpoint`` and ``request.is_secure`` decide).
+        """
+        blank = Response()
+        present = set(blank.headers.keys())
+        super()._set_response_headers(blank)
+        headers = [(name, value) for name, value in blank.headers.items() if name not in present]
+        return headers, frozenset(name.lower() for name, _ in headers)

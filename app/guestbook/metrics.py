@@ -15,6 +15,7 @@ Metrics (label values are bounded: endpoints are route names, "none" for unmatch
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -55,6 +56,21 @@ def _answered(response: Response) -> Response:
     if started is not None:
         _metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
     return response
+
+
+def recorder(app: Flask, endpoint: str, method: str, status: str) -> Callable[[float], None] | None:
+    """For a request answered before Flask (edge.py: ``/livez``): count it and observe its duration
+    (seconds), with the labels Flask's hooks would give it. None when metrics are off."""
+    if not app.config["METRICS"]:
+        return None
+    count = _metrics["requests"].labels(endpoint, method, status).inc
+    observe = _metrics["latency"].labels(endpoint).observe
+
+    def record(seconds: float) -> None:
+        count()
+        observe(seconds)
+
+    return record
 
 
 def register_metrics(app: Flask) -> None:

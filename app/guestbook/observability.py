@@ -4,28 +4,30 @@ errors to Sentry when SENTRY_DSN is set."""
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import sys
 from typing import TextIO
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, has_request_context, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
-REQUEST_ID_HEADER = "X-Request-ID"
-# Accept an upstream id (ingress, mesh, client) only if it is short and harmless to log and echo.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+from .edge import REQUEST_ID_KEY
+
 LOG_FIELDS = "%(levelname)s %(name)s %(message)s"
 RENAMED = {"levelname": "level", "name": "logger"}
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every record logged while a request is being handled."""
+    """Adds ``request_id`` to every record logged while a request is being handled.
+
+    The id is the one edge.Edge gave the request (honoured from X-Request-ID or generated) and echoes.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if has_request_context() and "request_id" in g:
-            record.request_id = g.request_id
+        if has_request_context():
+            request_id = request.environ.get(REQUEST_ID_KEY)
+            if request_id is not None:
+                record.request_id = request_id
         return True
 
 
@@ -62,25 +64,6 @@ def configure_logging(app: Flask) -> None:
         logger.addHandler(handler)
         logger.setLevel(app.config["LOG_LEVEL"] if logger is app.logger else logging.INFO)
         logger.propagate = False
-
-
-def _assign_request_id() -> None:
-    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # REQUEST_ID_HEADER, as the WSGI server names it
-    # 128 random bits as 32 hex digits, like uuid4().hex, without building a UUID object.
-    g.request_id = given if given and _VALID_REQUEST_ID.match(given) else secrets.token_hex(16)
-
-
-def _echo_request_id(response: Response) -> Response:
-    if "request_id" in g:
-        response.headers[REQUEST_ID_HEADER] = g.request_id
-    return response
-
-
-def register_request_id(app: Flask) -> None:
-    """Honour X-Request-ID or make one; echo it so Gunicorn's access log and the client see it."""
-    # Runs before Talisman's hooks, so a redirect to HTTPS carries the id as well.
-    app.before_request_funcs.setdefault(None, []).insert(0, _assign_request_id)
-    app.after_request(_echo_request_id)
 
 
 def configure_sentry(app: Flask) -> None:

@@ -15,7 +15,12 @@ LIVE = b'{"status":"ok"}\n'  # what jsonify(status="ok") writes, encoded once
 @probes_bp.get("/livez")
 @talisman(force_https=False)
 def livez() -> Response:
-    """The process answers. No I/O: a database outage must not get every pod restarted."""
+    """The process answers. No I/O: a database outage must not get every pod restarted.
+
+    A plain ``GET`` is answered by edge.Edge in front of Flask with this view's response (and
+    Talisman's headers), worked out when the app is built; other methods, and every request while
+    OpenTelemetry is on, come here.
+    """
     return current_app.response_class(LIVE, mimetype="application/json")
 
 

@@ -1,20 +1,13 @@
-"""Security wiring: proxy headers, CSRF, and response headers (Flask-Talisman)."""
+"""Security wiring: sessions, CSRF, and response headers (Flask-Talisman); trusted proxy headers are edge.py's."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import api_bp
 from .extensions import csrf, talisman
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Everything from our own origin; no inline script or style, no framing, forms post only to us.
 CONTENT_SECURITY_POLICY = {
@@ -25,48 +18,6 @@ CONTENT_SECURITY_POLICY = {
     "form-action": "'self'",
     "frame-ancestors": "'none'",
 }
-
-
-FORWARDED_HEADERS = (
-    "HTTP_FORWARDED",
-    "HTTP_X_FORWARDED_FOR",
-    "HTTP_X_FORWARDED_PROTO",
-    "HTTP_X_FORWARDED_HOST",
-    "HTTP_X_FORWARDED_PORT",
-    "HTTP_X_FORWARDED_PREFIX",
-)
-
-
-class TrustedForwarding:
-    """The app sees forwarding headers only as far as PROXY_COUNT trusted proxies vouch for them.
-
-    ProxyFix alone is not enough: Talisman reads ``X-Forwarded-Proto`` itself (to skip the HTTPS
-    redirect and to send HSTS). So with no trusted proxy every forwarding header is dropped, and
-    behind trusted ones ``X-Forwarded-Proto`` is replaced by the scheme ProxyFix settled on.
-    """
-
-    def __init__(self, app: WSGIApplication, proxies: int) -> None:
-        self.inner = app
-        n = proxies
-        self.proxy_fix = (
-            ProxyFix(self._settled, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n) if n else None
-        )
-
-    def _settled(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        environ["HTTP_X_FORWARDED_PROTO"] = environ["wsgi.url_scheme"]
-        return self.inner(environ, start_response)
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.proxy_fix is None:
-            for name in FORWARDED_HEADERS:
-                environ.pop(name, None)
-            return self.inner(environ, start_response)
-        return self.proxy_fix(environ, start_response)
-
-
-def register_proxy_fix(app: Flask) -> None:
-    """Trust X-Forwarded-* from exactly PROXY_COUNT proxies (0: trust none, the safe default)."""
-    app.wsgi_app = TrustedForwarding(app.wsgi_app, int(app.config["PROXY_COUNT"]))  # type: ignore[method-assign]
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -132,4 +83,3 @@ def register_security(app: Flask) -> None:
         referrer_policy="strict-origin-when-cross-origin",
         x_content_type_options=True,
     )
-    register_proxy_fix(app)

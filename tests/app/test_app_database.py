@@ -4,7 +4,6 @@ and a dead pooled connection replaced at checkout without a ping on every reques
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -39,13 +38,12 @@ def pgbouncer(request: pytest.FixtureRequest, postgres: PostgresTarget) -> Itera
 
 def _occupy_two_server_connections(url: str) -> None:
     # Two clients in a transaction at once make PgBouncer open two server connections; with
-    # round robin, one client's consecutive transactions then alternate between them.
-    def hold(_: int) -> None:
-        with psycopg.connect(url) as conn:
-            conn.execute("SELECT pg_sleep(0.2)")
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(hold, range(2)))
+    # round robin, one client's consecutive transactions then alternate between them. The first
+    # transaction stays open while the second starts (no autocommit), so they overlap however
+    # slowly the machine runs (two threads sleeping 0.2 s each overlapped only if both started in time).
+    with psycopg.connect(url) as first, psycopg.connect(url) as second:
+        first.execute("SELECT 1")  # holds its server connection until the transaction ends
+        second.execute("SELECT 1")  # so this one gets another
 
 
 def test_pgbouncer_refuses_an_options_startup_parameter(

@@ -28,6 +28,12 @@ LISTED = (
     (("endpoint", "api.list_entries"), ("method", "GET"), ("status", "200")),
 )
 TIMED = ("guestbook_http_request_duration_seconds_count", (("endpoint", "api.list_entries"),))
+# /livez is answered before Flask (edge.py) and still counted, with the labels Flask's hook gives it.
+PROBED = (
+    "guestbook_http_requests_total",
+    (("endpoint", "probes.livez"), ("method", "GET"), ("status", "200")),
+)
+PROBE_TIMED = ("guestbook_http_request_duration_seconds_count", (("endpoint", "probes.livez"),))
 
 
 def test_metrics_add_up_across_workers_on_their_own_port(
@@ -40,7 +46,7 @@ def test_metrics_add_up_across_workers_on_their_own_port(
     migrate_to_head(url)
     port, metrics_port = free_port(), free_port()
     argv = deployment_command(port, workers=2, threads=1)
-    # Each worker is replaced after 5 requests, so the 40 below are served by at least 8 processes,
+    # Each worker is replaced after 5 requests, so the 52 below are served by at least 10 processes,
     # most of them gone by the scrape: the sum must still be exact.
     argv[argv.index("--max-requests") + 1] = "5"
     argv[argv.index("--max-requests-jitter") + 1] = "0"
@@ -57,12 +63,16 @@ def test_metrics_add_up_across_workers_on_their_own_port(
     before = _scrape(metrics_port)
     for _ in range(40):
         assert server.get("/api/entries").status_code == 200
+    for _ in range(12):
+        assert server.get("/livez").status_code == 200
     after = _scrape(metrics_port)
 
     assert after[LISTED] - before.get(LISTED, 0) == 40
     assert after[TIMED] - before.get(TIMED, 0) == 40
+    assert after[PROBED] - before.get(PROBED, 0) == 12
+    assert after[PROBE_TIMED] - before.get(PROBE_TIMED, 0) == 12
     assert after[("guestbook_db_connections_in_use", ())] == 0  # every connection back in its pool
-    assert len(list((tmp_path / "metrics").glob("counter_*.db"))) >= 8  # one file per process
+    assert len(list((tmp_path / "metrics").glob("counter_*.db"))) >= 10  # one file per process
     assert server.get("/metrics").status_code == 404  # not on the app's port
     assert server.terminate() == 0
 

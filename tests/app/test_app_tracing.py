@@ -78,11 +78,13 @@ def test_requests_and_sql_are_traced_from_the_worker(
     }
     server = gunicorn(environ, deployment_command(port, workers=1, threads=1), port)
     assert server.get("/api/entries", headers={"X-Request-ID": "traced-1"}).status_code == 200
+    assert server.get("/livez").status_code == 200  # with tracing on, Flask answers it (edge.py)
 
     def seen(name: str) -> bool:
         return any(span_name == name for _, span_name, _ in spans)
 
     wait_for(lambda: seen("GET /api/entries"), 30, "the request's span")
+    wait_for(lambda: seen("GET /livez"), 30, "the probe's span")
     wait_for(lambda: any(n.startswith("SELECT") for _, n, _ in spans), 30, f"the SELECT span in {spans}")
     assert {service for service, _, _ in spans} == {"guestbook-under-test"}
     (request_span,) = [attrs for _, name, attrs in spans if name == "GET /api/entries"]
