@@ -145,6 +145,11 @@ def conditions(result: Result) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in result.status["conditions"]}
 
 
+def message(result: Result, type_: str) -> str:
+    """The message of one of a reconcile's conditions."""
+    return str(next(c["message"] for c in result.status["conditions"] if c["type"] == type_))
+
+
 def status(kube: FakeKube, name: str = APP) -> dict[str, Any]:
     body = kube.get(names.FLASKAPP_KIND, NS, name)
     assert body is not None

@@ -6,8 +6,8 @@ What the fake does as the API server does:
 
 - identity: ``uid`` (a UUID), ``creationTimestamp``, a cluster-wide ``resourceVersion`` that moves on every
   write that changes the object and never on one that changes nothing; ``generation`` (on kinds that have
-  one) moves only when something outside ``metadata`` and ``status`` changed, and once more when a deletion
-  is held by finalizers;
+  one) moves only when something outside ``metadata`` and ``status`` changed (on a Deployment, also when its
+  annotations change: the registry does so), and once more when a deletion is held by finalizers;
 - status subresource (Deployment, Job, Service, PodDisruptionBudget, FlaskApp, PostgresServer, Namespace):
   a write to the object ignores ``status``, a write to ``sub="status"`` changes only ``status``, and a
   create drops the ``status`` it is given;
@@ -625,7 +625,7 @@ class FakeKube(Kube):
         owners = {o: paths for o, paths in owners.items() if paths}
         if new == live and owners == self._owners.get(key, {}):
             return copy.deepcopy(live)  # a write that changes nothing is no write
-        if info.kind in GENERATION and _outside_meta_status(new) != _outside_meta_status(live):
+        if info.kind in GENERATION and _generational(new) != _generational(live):
             new["metadata"]["generation"] = live["metadata"]["generation"] + 1
         new["metadata"]["resourceVersion"] = str(next(self._versions))
         self._owners[key] = owners
@@ -932,8 +932,13 @@ def _has(obj: Any, path: Path) -> bool:
     return True
 
 
-def _outside_meta_status(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _generational(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What moves generation: everything but metadata and status; on a Deployment its annotations too (the
+    registry copies them to ReplicaSets, so it counts them as a change to roll out)."""
+    out = {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+    if obj.get("kind") == "Deployment":
+        out["annotations"] = obj["metadata"].get("annotations") or {}
+    return out
 
 
 def _safe(text: str, length: int) -> str:
