@@ -366,6 +366,43 @@ def apply_and_managers(s: Side) -> dict[str, Any]:
     return out
 
 
+def keyed_lists(s: Side) -> dict[str, Any]:
+    """Lists apply merges by key: another manager's port or env var stays beside ours; a port re-keyed under
+    our port's name makes two ports of one name (refused)."""
+    api, ns = s.api, s.ns
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "svc", "namespace": ns},
+        "spec": {"selector": {"app": "x"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    api.apply(svc)
+    metrics = {"name": "metrics", "port": 9090, "targetPort": 9090}
+    s.patch_as(OTHER, "Service", "svc", {"spec": {"ports": [svc["spec"]["ports"][0], metrics]}})
+    out: dict[str, Any] = {"added port": sorted(p["port"] for p in api.apply(svc)["spec"]["ports"])}
+    api.apply({**svc, "metadata": {"name": "svc2", "namespace": ns}})
+    s.patch_as(
+        OTHER, "Service", "svc2", {"spec": {"ports": [{"name": "http", "port": 8081, "targetPort": "http"}]}}
+    )
+    out["re-keyed port"] = code(lambda: api.apply({**svc, "metadata": {"name": "svc2", "namespace": ns}}))
+    dep = deployment("envs", ns)
+    dep["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    api.apply(dep)
+    container = {
+        "name": "web",
+        "image": "app:1",
+        "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+    }
+    s.patch_as(OTHER, "Deployment", "envs", {"spec": {"template": {"spec": {"containers": [container]}}}})
+    dep["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "one"}]
+    after = api.apply(dep)
+    out["env"] = after["spec"]["template"]["spec"]["containers"][0]["env"]
+    dep["spec"]["template"]["spec"]["containers"][0].pop("env")
+    after = api.apply(dep)
+    out["env no longer sent"] = after["spec"]["template"]["spec"]["containers"][0].get("env")
+    return out
+
+
 def deletion(s: Side) -> dict[str, Any]:
     api, ns = s.api, s.ns
     out: dict[str, Any] = {}
@@ -386,7 +423,7 @@ def deletion(s: Side) -> dict[str, Any]:
 
 
 SCENARIOS = [errors_and_absence, generation_and_versions, flaskapp_status, label_selectors, field_selectors]
-SCENARIOS += [apply_and_managers, deletion]
+SCENARIOS += [apply_and_managers, keyed_lists, deletion]
 
 
 @pytest.fixture

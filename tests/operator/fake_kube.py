@@ -32,11 +32,13 @@ What the fake does as the API server does:
 
 Simplifications (documented here so no test leans on them by accident):
 
-- server-side apply treats every list as atomic: an applied list replaces the live one whole. The real
-  server merges lists it knows keys for (containers by name, ports by port and protocol), so an item
-  another manager added or re-keyed survives an apply there and not here. Otherwise apply is "set the
-  fields we send, remove the fields this manager sent last time and no longer sends (unless another
-  manager also owns them)", with ``force=true`` taking ownership from other managers;
+- server-side apply is "set the fields we send, remove the fields this manager sent last time and no longer
+  sends (unless another manager owns them)", with ``force=true`` taking ownership from other managers.
+  Lists the API merges by key are merged by the same keys (containers, env, volumes by name, volumeMounts
+  by mountPath, ports by port and protocol, ownerReferences by uid), so another manager's item survives an
+  apply as it does for real (a Service port someone re-keyed stays beside ours: two ports named "http" is
+  a 422); ownership inside list items is not tracked (an item's stale fields go by what this manager
+  applied last), and every other list is atomic;
 - no field is dropped for being empty (Go's ``omitempty``) and no quantity is normalised ("0.5" stays
   "0.5"): drift.differences treats those as equal anyway;
 - no controllers run by themselves: a test makes the Job controller finish a Job, the Deployment controller
@@ -386,6 +388,8 @@ class FakeKube(Kube):
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         # Per object: which (manager, operation, subresource) owns which paths, and when each last wrote.
         self._owners: dict[tuple[str, str, str], dict[tuple[str, str, str], set[Path]]] = {}
+        # Per object and manager: what its last apply sent (to merge keyed lists as the real one does).
+        self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._times: dict[tuple[str, str, str], dict[tuple[str, str, str], str]] = {}
         self._versions = itertools.count(1001)
         self._uids = itertools.count(1)
@@ -470,7 +474,11 @@ class FakeKube(Kube):
         key = self._key(sent["kind"], meta.get("namespace"), meta.get("name", ""))
         live = self._objects.get(key)
         if live is None:
-            return self._create(sent, manager, "Apply")
+            made = self._create(copy.deepcopy(sent), manager, "Apply")
+            self._applied[key] = {
+                manager: {k: v for k, v in sent.items() if k not in ("status", "apiVersion", "kind")}
+            }
+            return made
         self._check_version(info, live, meta)
         owner = (manager, "Apply", "")
         status_only = False
@@ -482,8 +490,10 @@ class FakeKube(Kube):
             _remove(new, path)
         body = {k: v for k, v in sent.items() if k not in ("status", "apiVersion", "kind")}
         body["metadata"] = {k: v for k, v in meta.items() if k not in SERVER_METADATA}
-        new = merge_patch(new, _no_nulls(body))
-        return self._update(key, info, live, new, owner, set(wanted), replace=True)
+        new = _apply_merge(new, body, self._applied.get(key, {}).get(manager))
+        out = self._update(key, info, live, new, owner, set(wanted), replace=True)
+        self._applied.setdefault(key, {})[manager] = body
+        return out
 
     def merge_patch(
         self,
@@ -658,6 +668,7 @@ class FakeKube(Kube):
     def _drop(self, key: tuple[str, str, str]) -> None:
         obj = self._objects.pop(key)
         self._owners.pop(key, None)
+        self._applied.pop(key, None)
         self._times.pop(key, None)
         self._notify("DELETED", obj)
 
@@ -917,11 +928,78 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _no_nulls(obj: Any) -> Any:
-    """An applied null means "unset", never "delete": drop them before merging."""
-    if isinstance(obj, Mapping):
-        return {k: _no_nulls(v) for k, v in obj.items() if v is not None}
-    return obj
+# Lists server-side apply merges by key (listType=map in the API's schema); every other list is atomic.
+_LIST_KEYS = {
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "volumeMounts": ("mountPath",),
+    "imagePullSecrets": ("name",),
+    "ownerReferences": ("uid",),
+}
+
+
+def _list_key(field: str, items: list[Any]) -> Callable[[Any], tuple[Any, ...]] | None:
+    """How the API server keys the items of list `field` (ports: containerPort or port, and protocol)."""
+    if not items or not all(isinstance(i, Mapping) for i in items):
+        return None
+    if field == "ports":
+        port = "containerPort" if "containerPort" in items[0] else "port"
+        return lambda i: (i.get(port), i.get("protocol") or "TCP")
+    fields = _LIST_KEYS.get(field)
+    if fields is None or not all(f in i for i in items for f in fields):
+        return None
+    return lambda i: tuple(i.get(f) for f in fields)
+
+
+def _apply_merge(live: Any, sent: Any, prev: Any, field: str = "") -> Any:
+    """`sent` applied over `live`: objects merge, keyed lists merge item by item (an item this manager sent
+    before and no longer sends goes, another manager's stays; inside an item, the fields it sent before and
+    no longer sends go), other lists and scalars replace. `prev`: what this manager applied last time."""
+    if isinstance(sent, Mapping):
+        out = dict(live) if isinstance(live, Mapping) else {}
+        for key, value in sent.items():
+            if value is not None:  # an applied null means "unset", never "delete"
+                before = prev.get(key) if isinstance(prev, Mapping) else None
+                out[key] = _apply_merge(out.get(key), value, before, key)
+        return out
+    keyof = _list_key(field, sent) if isinstance(sent, list) else None
+    if keyof is None:
+        return copy.deepcopy(sent)
+    old = [i for i in live if isinstance(i, Mapping)] if isinstance(live, list) else []
+    if old and _list_key(field, old) is None:
+        return copy.deepcopy(sent)
+    earlier = {keyof(i): i for i in prev} if isinstance(prev, list) and _list_key(field, prev) else {}
+    by_key = {keyof(i): i for i in old}
+    out_items = []
+    for item in sent:
+        base, was = by_key.get(keyof(item)), earlier.get(keyof(item))
+        if isinstance(base, Mapping) and isinstance(was, Mapping):
+            base = _unsent(base, was, item)
+        out_items.append(_apply_merge(base, item, was))
+    sent_keys = {keyof(i) for i in sent}
+    out_items += [copy.deepcopy(i) for i in old if keyof(i) not in sent_keys and keyof(i) not in earlier]
+    return out_items
+
+
+def _unsent(live: Mapping[str, Any], was: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, Any]:
+    """`live` without what this manager applied before (`was`) and no longer applies (`now`); of a keyed
+    list, only its own items go."""
+    out = dict(live)
+    for field, value in was.items():
+        if field in now:
+            continue
+        keyof = _list_key(field, value) if isinstance(value, list) else None
+        current = out.get(field)
+        if keyof is not None and isinstance(current, list) and _list_key(field, current) is not None:
+            mine = {keyof(i) for i in value}
+            rest = [i for i in current if keyof(i) not in mine]
+            if rest:
+                out[field] = rest
+                continue
+        out.pop(field, None)
+    return out
 
 
 def _has(obj: Any, path: Path) -> bool:
@@ -1056,6 +1134,13 @@ def _invalid(info: _Kind, obj: Mapping[str, Any], live: Mapping[str, Any] | None
             )
         if live is not None and spec.get("selector") != live_spec.get("selector"):
             causes.append("spec.selector: Invalid value: field is immutable")
+    if info.kind == "Service":
+        ports = [p.get("name", "") for p in spec.get("ports") or []]
+        for i, port in enumerate(ports):
+            if port in ports[:i]:
+                causes.append(f'spec.ports[{i}].name: Duplicate value: "{port}"')
+            elif len(ports) > 1 and not port:
+                causes.append(f"spec.ports[{i}].name: Required value")
     if info.kind == "Job" and live is not None:
         if spec.get("template") != live_spec.get("template"):
             causes.append("spec.template: Invalid value: field is immutable")
