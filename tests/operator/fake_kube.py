@@ -1,5 +1,5 @@
 """An in-memory Kubernetes API behind the `flaskops.kube.Kube` interface, for behaviour tests that run in
-milliseconds (CloudNativePG's fake client is the model). tests/e2e/test_fake_kube.py runs the same requests
+milliseconds (CloudNativePG's fake client is the model). tests/e2e/test_fake_kube_contract.py runs the same requests
 against the real API server and this fake and compares the answers, so the two cannot drift apart silently.
 
 What the fake does as the API server does:
@@ -39,7 +39,10 @@ Simplifications (documented here so no test leans on them by accident):
   apply as it does for real (a Service port someone re-keyed stays beside ours: two ports named "http" is
   a 422); ownership inside list items is not tracked (an item's stale fields go by what this manager
   applied last), and every other list is atomic;
-- no field is dropped for being empty (Go's ``omitempty``) and no quantity is normalised ("0.5" stays
+- custom resources (FlaskApp, PostgresServer) are pruned of the fields their CRD in crds/ does not declare
+  and defaulted by it, on every write (spec and status alike); their OpenAPI and CEL validation is not
+  run (tests/e2e/test_crd_validation.py covers it);
+- no field of a built-in kind is dropped for being empty (Go's ``omitempty``) and no quantity is normalised ("0.5" stays
   "0.5"): drift.differences treats those as equal anyway;
 - no controllers run by themselves: a test makes the Job controller finish a Job, the Deployment controller
   roll out, a component post a Warning Event, and the garbage collector delete orphans, by calling
@@ -56,6 +59,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import hashlib
 import http
 import itertools
@@ -64,7 +68,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Any
+
+import yaml
 
 from flaskops import names
 from flaskops.kube import FIELD_MANAGER, RESOURCES, ApiException, Kube, apply_payload, decode_secret
@@ -594,6 +601,7 @@ class FakeKube(Kube):
         )
         if info.kind in GENERATION:
             meta["generation"] = 1
+        _custom(body)
         sent = set(_owned_paths(body, status=False))
         _default(info.kind, body, self._ips)
         # An apply owns what it sent; a create (an Update) what it made, the server's defaults included.
@@ -619,6 +627,7 @@ class FakeKube(Kube):
         """Store `new` for `live` if it differs; `owner` takes the paths it set (`applied`, or what changed)."""
         if info.kind == "Secret":
             _fold_string_data(new)
+        _custom(new)
         self._validate(info, new, live)
         status_write = owner[2] == "status"
         before = _owned_paths(live, status=status_write)
@@ -1073,6 +1082,63 @@ def _default(kind: str, obj: dict[str, Any], ips: Iterator[int]) -> None:
     elif kind == "Namespace":
         obj["status"] = {"phase": "Active"}
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+
+
+CRD_DIR = FilePath(__file__).resolve().parents[2] / "crds"
+
+
+@functools.cache
+def _crd_schema(kind: str) -> Mapping[str, Any] | None:
+    """The openAPIV3Schema of the storage version of the CRD in crds/ whose kind is `kind`."""
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] == kind:
+            version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+            return dict(version["schema"]["openAPIV3Schema"])
+    return None
+
+
+def _structural(value: Any, schema: Mapping[str, Any]) -> Any:
+    """`value` as the API server stores it under a structural schema: fields the schema does not declare
+    pruned (unless x-kubernetes-preserve-unknown-fields), nulls dropped where not nullable, defaults set."""
+    props = schema.get("properties")
+    extra = schema.get("additionalProperties")
+    if isinstance(value, dict) and (props is not None or extra is not None or schema.get("type") == "object"):
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key) if props else None
+            if sub is None and isinstance(extra, Mapping):
+                sub = extra
+            if sub is None:
+                if schema.get("x-kubernetes-preserve-unknown-fields") or extra is True:
+                    out[key] = item
+                continue
+            if item is None and not sub.get("nullable"):
+                continue
+            out[key] = _structural(item, sub)
+        for key, sub in (props or {}).items():
+            if key not in out and "default" in sub:
+                out[key] = _structural(copy.deepcopy(sub["default"]), sub)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_structural(item, schema["items"]) for item in value]
+    return value
+
+
+def _custom(obj: dict[str, Any]) -> None:
+    """Prune and default a custom resource's spec and status by its CRD (crds/), as the API server does."""
+    schema = _crd_schema(obj["kind"])
+    if schema is None:
+        return
+    props = schema.get("properties") or {}
+    for field in [k for k in obj if k not in ("apiVersion", "kind", "metadata")]:
+        if field not in props:
+            del obj[field]
+        elif obj[field] is not None:
+            obj[field] = _structural(obj[field], props[field])
+    for field, sub in props.items():
+        if field not in obj and "default" in sub:
+            obj[field] = _structural(copy.deepcopy(sub["default"]), sub)
 
 
 def _invalid(info: _Kind, obj: Mapping[str, Any], live: Mapping[str, Any] | None) -> list[str]:

@@ -3,7 +3,7 @@ interference, no Deployment ever runs an image that was not migrated on the data
 
 The reconcile runs for real (reconcile.Reconciler, manifests, migrations, rollout); the Kubernetes API is
 the shared in-memory fake (tests/operator/fake_kube.py, checked against the real API server by
-tests/e2e/test_fake_kube.py), whose Job and Deployment controllers the rules play — a Job finishes (or
+tests/e2e/test_fake_kube_contract.py), whose Job and Deployment controllers the rules play — a Job finishes (or
 fails), a Deployment rolls out. Why not the testbed: Hypothesis runs hundreds of sequences of up to 30 steps,
 each needing Job and Deployment controllers to act on demand, which takes milliseconds here and hours on a
 real API server. The apps use `existingSecret`, so no PostgreSQL is involved: the property is about which

@@ -237,12 +237,15 @@ def flaskapp_status(s: Side) -> dict[str, Any]:
             "environment": "testing",
             "image": "app:1",
             "database": {"existingSecret": {"name": "no-such-secret"}},
+            "bogus": {"pruned": True},
+            "migrations": {"enabled": True, "bogus": 1},
         },
         "status": {"servingImage": "on-create"},
     }
     out: dict[str, Any] = {}
     app = api.create(body)
     out["created"] = (app["metadata"]["generation"], (app.get("status") or {}).get("servingImage"))
+    out["spec as stored (pruned, defaulted)"] = app["spec"]
     app = api.merge_patch(names.FLASKAPP_KIND, ns, "contract", {"metadata": {"annotations": {"a": "b"}}})
     out["annotation"] = app["metadata"]["generation"]
     app = api.merge_patch(names.FLASKAPP_KIND, ns, "contract", {"status": {"servingImage": "via-object"}})
@@ -264,6 +267,9 @@ def flaskapp_status(s: Side) -> dict[str, Any]:
     )
     app = s.patch_as(OTHER, names.FLASKAPP_KIND, "contract", {"spec": {"image": "app:2"}})
     out["spec"] = (app["metadata"]["generation"], app["status"]["servingImage"])
+    unknown = {"status": {"bogus": 1, "migratedImage": "app:1"}}
+    app = api.merge_patch(names.FLASKAPP_KIND, ns, "contract", unknown, sub="status")
+    out["status pruned"] = ("bogus" in app["status"], app["status"].get("migratedImage"))
     return out
 
 
