@@ -376,15 +376,16 @@ def keyed_lists(s: Side) -> dict[str, Any]:
     """Lists apply merges by key: another manager's port or env var stays beside ours; a port re-keyed under
     our port's name makes two ports of one name (refused)."""
     api, ns = s.api, s.ns
-    svc = {
+    http = {"name": "http", "port": 80, "targetPort": "http"}
+    svc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "svc", "namespace": ns},
-        "spec": {"selector": {"app": "x"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        "spec": {"selector": {"app": "x"}, "ports": [http]},
     }
     api.apply(svc)
     metrics = {"name": "metrics", "port": 9090, "targetPort": 9090}
-    s.patch_as(OTHER, "Service", "svc", {"spec": {"ports": [svc["spec"]["ports"][0], metrics]}})
+    s.patch_as(OTHER, "Service", "svc", {"spec": {"ports": [http, metrics]}})
     out: dict[str, Any] = {"added port": sorted(p["port"] for p in api.apply(svc)["spec"]["ports"])}
     api.apply({**svc, "metadata": {"name": "svc2", "namespace": ns}})
     s.patch_as(

@@ -431,7 +431,7 @@ class FakeKube(Kube):
         self._watchers.append(callback)
 
     def reject(self, kind: str, when: Callable[[Mapping[str, Any]], bool], status: int, message: str) -> None:
-        """Refuse every create/apply of `kind` for which `when(body)` holds with `status` (400, 422, 500)
+        """Refuse every write (create, apply, patch) of `kind` for which `when(body)` holds with `status` (400, 422, 500)
         and `message` in the Status, as an API server refuses what its validation or conversion cannot take."""
         self._rejections.append((kind, when, status, message))
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flaskops import blockers, migrations, rollout
-from flaskops.kube import Kube, merge_patch_diff
+from flaskops.kube import ApiException, Kube, merge_patch_diff
 from tests.operator.fake_kube import FakeKube, Selector, merge_patch
 
 NS = "shop"
@@ -187,3 +187,15 @@ def _no_null_values(value: Any) -> Any:
 @given(old=OBJECTS, new=OBJECTS)
 def test_merge_patch_applies_what_merge_patch_diff_computes(old: dict[str, Any], new: dict[str, Any]) -> None:
     assert merge_patch(old, merge_patch_diff(old, new)) == new
+
+
+def test_a_rejected_write_is_refused_like_the_api_server_refuses_it() -> None:
+    kube = FakeKube(namespaces=[NS])
+    kube.reject(
+        "Deployment", lambda body: body["spec"]["replicas"] > 2, 422, 'Deployment.apps "web" is invalid'
+    )
+    _deployment(kube, replicas=2)
+    with pytest.raises(ApiException) as refused:
+        kube.merge_patch("Deployment", NS, "web", {"spec": {"replicas": 3}})
+    assert refused.value.status == 422 and "is invalid" in (refused.value.body or "")
+    assert kube.get("Deployment", NS, "web")["spec"]["replicas"] == 2  # type: ignore[index]
