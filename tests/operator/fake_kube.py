@@ -235,27 +235,27 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-Path = tuple[str, ...]
+FieldPath = tuple[str, ...]
 # Spelled here: inside FakeKube, `list` is the verb.
 _Objects = list[dict[str, Any]]
 _Keys = list[tuple[str, str, str]]
 
 
-def _leaves(obj: Any, prefix: Path = ()) -> dict[Path, Any]:
+def _leaves(obj: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
     """Every leaf of a JSON object by its path; lists and empty objects are leaves (lists are atomic)."""
     if isinstance(obj, Mapping) and obj:
-        out: dict[Path, Any] = {}
+        out: dict[FieldPath, Any] = {}
         for key, value in obj.items():
             out.update(_leaves(value, (*prefix, str(key))))
         return out
     return {prefix: obj}
 
 
-def _owned_paths(obj: Mapping[str, Any], *, status: bool) -> dict[Path, Any]:
+def _owned_paths(obj: Mapping[str, Any], *, status: bool) -> dict[FieldPath, Any]:
     """The leaves a write of `obj` sets: the status's or everything else's, never server-owned metadata."""
     if status:
         return {("status", *p): v for p, v in _leaves(obj.get("status") or {}).items() if p}
-    out: dict[Path, Any] = {}
+    out: dict[FieldPath, Any] = {}
     for key, value in obj.items():
         if key in ("status", "apiVersion", "kind"):
             continue
@@ -267,7 +267,7 @@ def _owned_paths(obj: Mapping[str, Any], *, status: bool) -> dict[Path, Any]:
     return out
 
 
-def _remove(obj: dict[str, Any], path: Path) -> None:
+def _remove(obj: dict[str, Any], path: FieldPath) -> None:
     """Remove the leaf at `path` and the objects it leaves empty."""
     parents = [obj]
     for key in path[:-1]:
@@ -282,7 +282,7 @@ def _remove(obj: dict[str, Any], path: Path) -> None:
         parents[depth - 1].pop(path[depth - 1], None)
 
 
-def _fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
+def _fields_v1(paths: Iterable[FieldPath]) -> dict[str, Any]:
     """managedFields' FieldsV1 for a set of paths: {"f:spec": {"f:replicas": {}}}."""
     tree: dict[str, Any] = {}
     for path in sorted(paths):
@@ -394,7 +394,7 @@ class FakeKube(Kube):
         # No ApiClient: every verb is served here; a raw `request` is refused (see below).
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         # Per object: which (manager, operation, subresource) owns which paths, and when each last wrote.
-        self._owners: dict[tuple[str, str, str], dict[tuple[str, str, str], set[Path]]] = {}
+        self._owners: dict[tuple[str, str, str], dict[tuple[str, str, str], set[FieldPath]]] = {}
         # Per object and manager: what its last apply sent (to merge keyed lists as the real one does).
         self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._times: dict[tuple[str, str, str], dict[tuple[str, str, str], str]] = {}
@@ -620,7 +620,7 @@ class FakeKube(Kube):
         live: dict[str, Any],
         new: dict[str, Any],
         owner: tuple[str, str, str],
-        applied: set[Path] | None,
+        applied: set[FieldPath] | None,
         *,
         replace: bool,
     ) -> dict[str, Any]:
@@ -1011,7 +1011,7 @@ def _unsent(live: Mapping[str, Any], was: Mapping[str, Any], now: Mapping[str, A
     return out
 
 
-def _has(obj: Any, path: Path) -> bool:
+def _has(obj: Any, path: FieldPath) -> bool:
     for key in path:
         if not isinstance(obj, Mapping) or key not in obj:
             return False
