@@ -22,7 +22,12 @@ NS = "shop"
 def test_every_kube_verb_is_served_with_the_same_parameters() -> None:
     verbs = [n for n, f in vars(Kube).items() if inspect.isfunction(f) and not n.startswith("_")]
     assert {"get", "list", "create", "apply", "merge_patch", "delete", "read_secret_data"} <= set(verbs)
+    # Kube's reads that are built on its verbs (the ones cache.CachedClient answers from memory) are
+    # inherited: they exercise the fake's get/list like the real ones do.
+    derived = {"live", "jobs", "verified", "verify"}
     for name in verbs:
+        if name in derived:
+            continue
         assert name in vars(FakeKube), f"FakeKube does not serve Kube.{name}: add it to the fake"
         real = list(inspect.signature(getattr(Kube, name)).parameters.values())
         fake = list(inspect.signature(getattr(FakeKube, name)).parameters.values())
