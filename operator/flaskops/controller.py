@@ -17,6 +17,7 @@ from typing import Any, cast
 import kopf
 
 from . import cache, inventory, metrics, names, safety, servercheck
+from . import conditions as c
 from . import runtime as runtime_mod
 from . import settings as settings_mod
 from .kube import FIELD_MANAGER, Kube, is_conflict, is_not_found, merge_patch_diff, own_namespace
@@ -39,6 +40,8 @@ FINALIZE_RETRY_SECONDS = 15.0
 CACHE = cache.ObjectCache()
 # The indexes the reconcile reads besides the cache (kopf's, attached at start-up by handlers.start).
 INDEXES: dict[str, Any] = {}
+# The wall clock the reconcile reads (RFC 3339 text): a test drives it with its fake API server's clock.
+CLOCK: Any = c.now_iso
 # Whether this process leads (replaced by handlers.start under leader election).
 LEADING: Any = lambda: True  # noqa: E731 - a swappable hook, not a function definition
 
@@ -222,6 +225,7 @@ def reconciler() -> Reconciler:
         others=lambda app, ident: inventory.other_apps(
             app.namespace, app.name, entries, servers, near=safety.location(ident)
         ),
+        now=CLOCK,
         connect_timeout=CONFIG.connect_timeout,
         gate=_timed_gate,
         namespace_labels=lambda ns: labels_of(indexes["namespace_labels"], ns),

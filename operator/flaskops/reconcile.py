@@ -642,7 +642,12 @@ class Reconciler:
             if v is not None
         }
         if job.outcome == migrations.RUNNING:
-            if job.ready == 0:
+            age = _age_seconds(job.created_at, self.now()) if job.created_at else JOB_PATIENCE_SECONDS
+            if job.ready == 0 and age < JOB_PATIENCE_SECONDS:
+                # A Job's first seconds: its pod is being created and scheduled. Look again once they pass
+                # (a pod that starts wakes the reconcile sooner) rather than read the namespace's Events now.
+                self._recheck = JOB_PATIENCE_SECONDS - age + 1
+            elif job.ready == 0:
                 # Not running yet, or never will as it is: come back, and name the cause if Kubernetes did.
                 self._recheck = RECHECK_SECONDS
                 blocker = blockers.for_job(self._warnings(app), job.name, since=job.created_at)
@@ -886,6 +891,8 @@ def _owner(app: FlaskAppSpec) -> ownership.Owner:
 # this long (a pod's first seconds are noisy).
 RECHECK_SECONDS = 15.0
 STUCK_SECONDS = 20.0
+# A migration Job without a ready pod this long is looked into (its pod's Warning Events are read).
+JOB_PATIENCE_SECONDS = 5.0
 # Reasons on Migrated / Ready while a child cannot progress (the child's own reason is in the message).
 MIGRATION_BLOCKED = "MigrationBlocked"
 # The Event when a superseded migration Job that never started is deleted.
