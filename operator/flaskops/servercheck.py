@@ -90,11 +90,19 @@ def _ready_text(status: Mapping[str, Any]) -> str:
     return f"{cond.get('status')}/{cond.get('reason')}"
 
 
+# (namespace, name) of an admin Secret -> its data as last read and accepted by PostgreSQL. A periodic check
+# of a healthy server then sends no API request (the Secret is not the operator's to watch); a refused
+# login, or a Secret that was missing, is read again at the next check.
+_ADMIN: dict[tuple[str, str], dict[str, str]] = {}
+
+
 def _probe(
     kube: Any, server: Any, connect_timeout: int
 ) -> tuple[pg.ServerFacts | None, serverstatus.Failure | None]:
-    secret = f"{server.admin_secret_namespace}/{server.admin_secret_name}"
-    data = kube.read_secret_data(server.admin_secret_namespace, server.admin_secret_name)
+    ref = (server.admin_secret_namespace, server.admin_secret_name)
+    secret = f"{ref[0]}/{ref[1]}"
+    remembered = _ADMIN.pop(ref, None)
+    data = remembered or kube.read_secret_data(*ref)
     keys = (names.ADMIN_USERNAME_KEY, names.ADMIN_PASSWORD_KEY)
     if data is None or any(k not in data for k in keys):
         return None, serverstatus.Failure(
@@ -109,8 +117,13 @@ def _probe(
         connect_timeout=connect_timeout,
     )
     try:
-        return pg.probe_server(admin), None
+        facts = pg.probe_server(admin)
+        _ADMIN[ref] = data
+        return facts, None
     except pg.AdminAuthFailed as exc:
+        if remembered is not None:
+            # The remembered credentials were rotated away: judge the Secret as it is now.
+            return _probe(kube, server, connect_timeout)
         log.warning("postgresserver check failed", extra={"postgresserver": server.name, "why": exc.reason})
         return None, serverstatus.Failure(
             "auth",
