@@ -42,6 +42,8 @@ class KwokCluster:
     nodes: int = 2
     # Extra kube-apiserver flags, without the leading "--" (e.g. {"audit-log-maxsize": "100"}).
     extra_apiserver_args: Mapping[str, str] = field(default_factory=dict)
+    # Extra kube-controller-manager flags, likewise (the bench raises its client's QPS, see bench/scale).
+    extra_controller_manager_args: Mapping[str, str] = field(default_factory=dict)
     # An audit policy file; kwokctl then writes the audit log to `audit_log`.
     audit_policy: Path | None = None
 
@@ -129,6 +131,10 @@ class KwokCluster:
             {
                 "name": "kube-apiserver",
                 "extraArgs": [{"key": k, "value": v} for k, v in apiserver_args.items()],
+            },
+            {
+                "name": "kube-controller-manager",
+                "extraArgs": [{"key": k, "value": v} for k, v in self.extra_controller_manager_args.items()],
             },
             {
                 # kwokctl starts KWOK with --manage-all-nodes=true, which would take over the real node;
@@ -352,6 +358,7 @@ def start(
     *,
     nodes: int = 2,
     extra_apiserver_args: Mapping[str, str] | None = None,
+    extra_controller_manager_args: Mapping[str, str] | None = None,
     audit_policy: Path | None = None,
     timeout: float = 180,
 ) -> KwokCluster:
@@ -360,6 +367,7 @@ def start(
         name=name,
         nodes=nodes,
         extra_apiserver_args=dict(extra_apiserver_args or {}),
+        extra_controller_manager_args=dict(extra_controller_manager_args or {}),
         audit_policy=audit_policy,
     )
     return cluster.up(timeout=timeout)
