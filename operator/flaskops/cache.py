@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -118,6 +119,8 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
 
 
 Key = tuple[str, str, str]  # (kind, namespace or "", name)
+# How long a list of Events is shared between reconciles (CachedClient.list).
+LIST_TTL_SECONDS = 5.0
 # A kopf index's lookup: key -> the views stored under it (kopf.Index is a Mapping of such stores).
 Lookup = Callable[[Any], Iterable[Mapping[str, Any]] | None]
 
@@ -138,6 +141,8 @@ class ObjectCache:
         # (kind, namespace, name) -> (content digest of the live object, digest of what the operator wants):
         # the live object was compared with that desired state and carries it.
         self._verified: dict[Key, tuple[str, str]] = {}
+        # (kind, namespace, selector, fields) -> (monotonic time, items): lists shared for a few seconds.
+        self._lists: dict[tuple[str, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
         self._guard = threading.Lock()
 
     def attach(self, kind: str, index: Mapping[Any, Iterable[Mapping[str, Any]]]) -> None:
@@ -245,6 +250,22 @@ class ObjectCache:
             self._overlay.pop((kind, namespace or "", name), None)
             self._verified.pop((kind, namespace or "", name), None)
 
+    def shared_list(
+        self, key: tuple[str, str, str, str], fetch: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """`fetch()`'s answer, reused for LIST_TTL_SECONDS by every caller asking with the same `key`."""
+        now = time.monotonic()
+        with self._guard:
+            for stale in [k for k, (at, _) in self._lists.items() if now - at > LIST_TTL_SECONDS]:
+                del self._lists[stale]
+            hit = self._lists.get(key)
+        if hit is not None:
+            return hit[1]
+        items = fetch()
+        with self._guard:
+            self._lists[key] = (time.monotonic(), items)
+        return items
+
     def forget_app(self, namespace: str, app: str) -> None:
         """Drop what was written or verified of a deleted app's children (named `app` or `app-...`)."""
 
@@ -294,7 +315,15 @@ class CachedClient:
     def list(
         self, kind: str, namespace: str | None = None, selector: str | None = None, fields: str | None = None
     ) -> list[dict[str, Any]]:
-        return self.kube.list(kind, namespace, selector=selector, fields=fields)
+        """A list from the API server; Events (read only while a child is stuck) are shared for
+        LIST_TTL_SECONDS between reconciles: 500 stuck apps in one namespace read its Events once, not
+        500 times (each list makes the API server read every Event in the namespace)."""
+        if kind != "Event":
+            return self.kube.list(kind, namespace, selector=selector, fields=fields)
+        return self.cache.shared_list(
+            (kind, namespace or "", selector or "", fields or ""),
+            lambda: self.kube.list(kind, namespace, selector=selector, fields=fields),
+        )
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         created = self.kube.create(body)

@@ -176,31 +176,38 @@ def namespace_labels(name: str, labels: Mapping[str, str], **_: Any) -> Any:
     return {name: dict(labels)}
 
 
-# The operator's children, label-selected by the API server (configure). Jobs by app: one lookup lists an
-# app's migration Jobs; the rest by name.
+# The operator's children, label-selected by the API server (configure) and controlled by the FlaskApp their
+# label names: anyone may put the labels on an object, and a tenant's decoys must not grow the operator's
+# memory. An object left out is still found where it matters: before a child is first written, its name is
+# read from the API server (someone else's object there is never overwritten). Jobs by app: one lookup
+# lists an app's migration Jobs; the rest by name.
 
 
-@kopf.index(*JOBS, labels=CHILD_LABELS)
+def _owned_child(body: Mapping[str, Any], labels: Mapping[str, str], **_: Any) -> bool:
+    return _child(body=body, labels=labels)
+
+
+@kopf.index(*JOBS, labels=CHILD_LABELS, when=_owned_child)
 def job_objects(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
     return {(namespace, labels[names.LABEL_APP]): cache.view("Job", body)}
 
 
-@kopf.index(*DEPLOYMENTS, labels=CHILD_LABELS)
+@kopf.index(*DEPLOYMENTS, labels=CHILD_LABELS, when=_owned_child)
 def deployment_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): cache.view("Deployment", body)}
 
 
-@kopf.index(*SECRETS, labels=CHILD_LABELS)
+@kopf.index(*SECRETS, labels=CHILD_LABELS, when=_owned_child)
 def secret_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): cache.view("Secret", body)}
 
 
-@kopf.index(*SERVICES, labels=CHILD_LABELS)
+@kopf.index(*SERVICES, labels=CHILD_LABELS, when=_owned_child)
 def service_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): cache.view("Service", body)}
 
 
-@kopf.index(*PDBS, labels=CHILD_LABELS)
+@kopf.index(*PDBS, labels=CHILD_LABELS, when=_owned_child)
 def pdb_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): cache.view("PodDisruptionBudget", body)}
 

@@ -162,3 +162,21 @@ def test_cached_client_reads_from_memory_writes_through_and_reads_unowned_secret
     assert client.read_secret_data("flaskops-system", "pg-admin") == {"password": "admin"}
     assert api.reads == 1
     assert CONTENT in client.get("Deployment", "team", "shop")
+
+
+def test_event_lists_are_shared_between_reconciles_for_a_few_seconds():
+    """Every stuck app reads its namespace's Warning Events; hundreds of them share one request."""
+
+    class Lister:
+        calls = 0
+
+        def list(self, kind, namespace=None, selector=None, fields=None):
+            Lister.calls += 1
+            return [{"reason": "FailedScheduling"}]
+
+    client = CachedClient(Lister(), ObjectCache())
+    for _ in range(100):
+        assert client.list("Event", "team", fields="type=Warning") == [{"reason": "FailedScheduling"}]
+    assert Lister.calls == 1
+    client.list("Event", "other", fields="type=Warning")
+    assert Lister.calls == 2
