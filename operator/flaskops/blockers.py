@@ -74,9 +74,9 @@ def for_replica_set(events: Iterable[Mapping[str, Any]], replica_set: str, since
     )
 
 
-def newest_scaled_up(events: Iterable[Mapping[str, Any]]) -> str:
-    """The ReplicaSet the Deployment controller last scaled up, from its ScalingReplicaSet Events on the
-    Deployment ("Scaled up replica set shop-5d8f7c9b6 from 0 to 1"); "" when none says.
+def newest_scaled_up(events: Iterable[Mapping[str, Any]], deployment: str) -> str:
+    """The ReplicaSet the Deployment controller last scaled up for Deployment `deployment`, from its
+    ScalingReplicaSet Events ("Scaled up replica set shop-5d8f7c9b6 from 0 to 1"); "" when none says.
 
     A rollout's new ReplicaSet is not always named by the Deployment's Progressing condition: when the new
     pods make no progress at all, the controller leaves the condition naming the previous ReplicaSet
@@ -85,7 +85,8 @@ def newest_scaled_up(events: Iterable[Mapping[str, Any]]) -> str:
     best: tuple[str, str] | None = None
     for ev in events:
         found = _SCALED_UP.search(str(ev.get("message") or ev.get("note") or ""))
-        if found and ev.get("reason") == "ScalingReplicaSet":
+        about = ev.get("involvedObject") or ev.get("regarding") or {}
+        if found and ev.get("reason") == "ScalingReplicaSet" and about.get("name") == deployment:
             when = _time(ev)
             if best is None or when >= best[0]:
                 best = (when, found.group(1))

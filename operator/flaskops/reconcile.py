@@ -727,12 +727,11 @@ class Reconciler:
                 since = view.progressed_at
                 # The ReplicaSet being scaled up, as the controller's own Event names it; the Progressing
                 # condition may still name the previous one (see blockers.newest_scaled_up).
+                # One list per namespace (shared between its apps for a few seconds), not one per app.
                 scaled = self.kube.list(
-                    "Event",
-                    app.namespace,
-                    fields=f"involvedObject.kind=Deployment,involvedObject.name={app.name},reason=ScalingReplicaSet",
+                    "Event", app.namespace, fields="involvedObject.kind=Deployment,reason=ScalingReplicaSet"
                 )
-                replica_set = blockers.newest_scaled_up(scaled) or view.replica_set
+                replica_set = blockers.newest_scaled_up(scaled, app.name) or view.replica_set
                 blocker = blockers.for_replica_set(self._warnings(app), replica_set, since=since)
                 self._blocked = blocker.describe() if blocker else None
                 log.info(

@@ -114,14 +114,22 @@ def test_the_newest_scaled_up_replica_set_names_the_rollouts_pods():
     the controller's ScalingReplicaSet Event names the new one (seen on the testbed, 1.36)."""
     from flaskops.blockers import newest_scaled_up
 
-    def scaled(message, when, reason="ScalingReplicaSet"):
-        return {"type": "Normal", "reason": reason, "message": message, "lastTimestamp": when}
+    def scaled(message, when, reason="ScalingReplicaSet", deployment="stuck"):
+        return {
+            "type": "Normal",
+            "reason": reason,
+            "message": message,
+            "lastTimestamp": when,
+            "involvedObject": {"kind": "Deployment", "name": deployment},
+        }
 
     events = [
         scaled("Scaled up replica set stuck-fdc668bdb from 0 to 2", "2026-12-04T14:36:53Z"),
         scaled("Scaled up replica set stuck-66c5db5c4f from 0 to 1", "2026-12-04T14:36:54Z"),
         scaled("Scaled down replica set stuck-fdc668bdb from 2 to 1", "2026-12-04T14:36:59Z"),
         scaled("Scaled up replica set decoy-1 from 0 to 1", "2026-12-04T14:37:00Z", reason="Custom"),
+        scaled("Scaled up replica set other-7f9 from 0 to 1", "2026-12-04T14:37:01Z", deployment="other"),
     ]
-    assert newest_scaled_up(events) == "stuck-66c5db5c4f"
-    assert newest_scaled_up([]) == ""
+    assert newest_scaled_up(events, "stuck") == "stuck-66c5db5c4f"
+    assert newest_scaled_up(events, "other") == "other-7f9"
+    assert newest_scaled_up([], "stuck") == ""
