@@ -125,6 +125,7 @@ def flaskapp_event(type: str | None, namespace: str, name: str, body: Mapping[st
         CACHE.forget_app(namespace, name)
         runtime().forget(key)
         return
+    CACHE.seen(names.FLASKAPP_KIND, namespace, name, (body.get("metadata") or {}).get("resourceVersion"))
     if _echo.get(key) == (body.get("metadata") or {}).get("resourceVersion"):
         return  # our own status or finalizer write coming back
     enqueue(namespace, name)

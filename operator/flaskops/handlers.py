@@ -157,7 +157,7 @@ def flaskapp_ready(namespace: str, name: str, status: Mapping[str, Any], **_: An
 
 @kopf.index(*FLASKAPPS)
 def flaskapp_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): cache.view(names.FLASKAPP_KIND, body)}
+    return {(namespace, name): cache.pack(names.FLASKAPP_KIND, body)}
 
 
 @kopf.index(*SERVERS)
@@ -167,7 +167,7 @@ def postgresserver_spec(name: str, spec: Mapping[str, Any], status: Mapping[str,
 
 @kopf.index(*SERVERS)
 def postgresserver_objects(name: str, body: kopf.Body, **_: Any) -> Any:
-    return {("", name): cache.view(names.POSTGRESSERVER_KIND, body)}
+    return {("", name): cache.pack(names.POSTGRESSERVER_KIND, body)}
 
 
 @kopf.index(*NAMESPACES)
@@ -189,27 +189,27 @@ def _owned_child(body: Mapping[str, Any], labels: Mapping[str, str], **_: Any) -
 
 @kopf.index(*JOBS, labels=CHILD_LABELS, when=_owned_child)
 def job_objects(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, labels[names.LABEL_APP]): cache.view("Job", body)}
+    return {(namespace, labels[names.LABEL_APP]): cache.pack("Job", body)}
 
 
 @kopf.index(*DEPLOYMENTS, labels=CHILD_LABELS, when=_owned_child)
 def deployment_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): cache.view("Deployment", body)}
+    return {(namespace, name): cache.pack("Deployment", body)}
 
 
 @kopf.index(*SECRETS, labels=CHILD_LABELS, when=_owned_child)
 def secret_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): cache.view("Secret", body)}
+    return {(namespace, name): cache.pack("Secret", body)}
 
 
 @kopf.index(*SERVICES, labels=CHILD_LABELS, when=_owned_child)
 def service_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): cache.view("Service", body)}
+    return {(namespace, name): cache.pack("Service", body)}
 
 
 @kopf.index(*PDBS, labels=CHILD_LABELS, when=_owned_child)
 def pdb_objects(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): cache.view("PodDisruptionBudget", body)}
+    return {(namespace, name): cache.pack("PodDisruptionBudget", body)}
 
 
 @kopf.on.startup()
@@ -289,6 +289,8 @@ async def child_changed(
     if type == "DELETED":
         # The index forgets it by itself; what the operator itself wrote of it must go too.
         controller.CACHE.deleted(str(body.get("kind")), namespace, name, body)
+    else:
+        controller.CACHE.seen(str(body.get("kind")), namespace, name, body["metadata"].get("resourceVersion"))
     if type is not None:
         _started()
         controller.enqueue(namespace, labels[names.LABEL_APP])

@@ -180,3 +180,20 @@ def test_event_lists_are_shared_between_reconciles_for_a_few_seconds():
     assert Lister.calls == 1
     client.list("Event", "other", fields="type=Warning")
     assert Lister.calls == 2
+
+
+def test_packed_views_read_back_the_same_and_the_watch_retires_own_writes():
+    from flaskops.cache import pack
+
+    full = deployment("10")
+    assert len(pack("Deployment", full)) < len(repr(view("Deployment", full)))
+    store = {("team", "shop"): [pack("Deployment", full)]}
+    cache = ObjectCache()
+    cache.attach("Deployment", store)
+    assert cache.get("Deployment", "team", "shop") == view("Deployment", full)
+    cache.wrote(deployment("12", image="shop:2"))
+    assert cache.sizes()["overlay"] == 1
+    cache.seen("Deployment", "team", "shop", "11")  # an older version: the write is still newer
+    assert cache.sizes()["overlay"] == 1
+    cache.seen("Deployment", "team", "shop", "12")  # its own echo
+    assert cache.sizes()["overlay"] == 0
