@@ -62,9 +62,14 @@ RUN groupadd --system --gid 10001 flaskops \
 # The chart runs the same command and arguments (tests/chart/test_command.py checks they agree); it
 # mounts an emptyDir on /tmp and the webhook's certificate under /etc/flaskops/webhook.
 FROM ${PYTHON_IMAGE} AS operator
+# MALLOC_ARENA_MAX: glibc gives each thread that allocates its own malloc arena, which keeps freed memory
+# for reuse by that thread only; the operator's reconcile workers and kopf's threads would hold ~8 of
+# them. Two is the usual setting for threaded Python services (testbed/flaskops_testbed/operator_process.py
+# starts the local operator the same way).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2
 COPY --from=operator-builder /opt/venv /opt/venv
 # Root-owned and empty: `python -m` puts the working directory first on sys.path, so it must not be the
 # writable /tmp.

@@ -76,6 +76,8 @@ class OperatorProcess:
             env["KUBECONFIG"] = str(self.kubeconfig)
         env["FLASKOPS_METRICS_ADDR"] = "127.0.0.1"
         env["FLASKOPS_METRICS_PORT"] = str(self.metrics_port)
+        # As the operator image sets it (Dockerfile): what the tests and the bench run is what ships.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         env.update(self.extra_env)
         return env
 
