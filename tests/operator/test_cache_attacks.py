@@ -1,0 +1,184 @@
+"""A hostile tenant against the cache (cache.py), the kopf index filter (handlers.py) and the Event lists.
+
+Each test passes when the operator is safe; a real, unfixed finding is marked xfail(strict=True) with the
+mechanism in its reason (security review of the read/schedule rewrite since f412737).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from flaskops import blockers, cache, handlers, names
+from tests.operator.behaviour_support import APP, NS, USER, annotate
+from tests.operator.fake_kube import FakeKube
+from tests.operator.test_controller_cached import _process, world  # noqa: F401 - the fixture
+
+APP_UID = "11111111-2222-3333-4444-555555555555"
+
+
+def _decoy_secret(name: str, *, uid: str, size: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"decoy-{name}",
+            "resourceVersion": "7",
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_APP: APP},
+            "ownerReferences": [
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.FLASKAPP_KIND,
+                    "name": APP,
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "type": "Opaque",
+        "data": {"blob": base64.b64encode(b"x" * size).decode()},
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "FINDING (memory DoS): handlers._owned_child admits any object whose controller ownerReference *names* "
+        "the app in its label (kind+name only, uid never compared, any object name), and a Secret's view keeps "
+        "its whole `data`. A tenant creates many ~1 MB Secrets labelled managed-by=flaskops, app=<own app> "
+        "with an ownerReference to its own FlaskApp (its uid is readable, so the GC keeps them): every one is "
+        "held in the shared operator's memory, bounded only by the namespace's quota."
+    ),
+)
+def test_a_tenants_decoy_children_do_not_grow_the_operators_memory() -> None:
+    admitted = 0
+    for i in range(20):
+        # Even with the app's real uid: names the operator never creates (web-db, web-secret-key, ...).
+        decoy = _decoy_secret(f"decoy-{i}", uid=APP_UID, size=256 * 1024)
+        if handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"]):
+            admitted += len(cache.pack("Secret", decoy))
+    assert admitted < 64 * 1024, f"{admitted} bytes of tenant decoys held by the index"
+
+
+def test_a_decoy_without_an_owner_reference_is_not_indexed() -> None:
+    decoy = _decoy_secret("decoy", uid=APP_UID, size=16)
+    decoy["metadata"]["ownerReferences"] = []
+    assert not handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"])
+    # ...nor one owned by another app than its label names.
+    decoy = _decoy_secret("decoy", uid=APP_UID, size=16)
+    decoy["metadata"]["labels"][names.LABEL_APP] = "other"
+    assert not handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"])
+
+
+def test_cache_keys_never_cross_namespaces() -> None:
+    object_cache = cache.ObjectCache()
+    a = _decoy_secret("web-db", uid=APP_UID, size=8)
+    b = _decoy_secret("web-db", uid=APP_UID, size=8)
+    b["metadata"]["namespace"] = "other-tenant"
+    b["data"] = {"blob": "b3RoZXI="}
+    object_cache.wrote(a)
+    object_cache.verify(cache.view("Secret", a), "desired")
+    assert object_cache.get("Secret", "other-tenant", "web-db") is None
+    assert not object_cache.verified(cache.view("Secret", b), "desired")
+    object_cache.wrote(b)
+    assert object_cache.get("Secret", NS, "web-db")["data"] == a["data"]
+    # Deleting an app forgets only its own namespace's entries.
+    object_cache.forget_app("other-tenant", APP)
+    assert object_cache.get("Secret", NS, "web-db") is not None
+    # The shared Event lists are keyed by namespace: one tenant's list is never served to another.
+    served = object_cache.shared_list(("Event", NS, "", "type=Warning"), lambda: [{"tenant": NS}])
+    other = object_cache.shared_list(("Event", "other-tenant", "", "type=Warning"), lambda: [])
+    assert served == [{"tenant": NS}] and other == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "FINDING (unbounded attacker text): a tenant can post its own Warning Event about a pod of its app's "
+        "ReplicaSet (or name any ReplicaSet through a forged ScalingReplicaSet Event with a future timestamp); "
+        "blockers quote the Event's message whole into Ready/Available's message, the status patch and an "
+        "INFO log line on every 15 s recheck. Nothing bounds its length (the shared Event list also holds "
+        "every Event of the namespace whole for 5 s)."
+    ),
+)
+def test_a_forged_warning_event_is_not_quoted_at_unbounded_length() -> None:
+    rs = "web-5d8f7c9b6"
+    forged = {
+        "type": "Warning",
+        "reason": "Failed",
+        "involvedObject": {"kind": "Pod", "name": f"{rs}-abcde"},
+        "lastTimestamp": "2099-01-01T00:00:00Z",
+        "message": "A" * 200_000,
+    }
+    blocker = blockers.for_replica_set([forged], rs, since="2026-01-01T00:00:00Z")
+    assert blocker is not None
+    assert len(blocker.describe()) <= 4096
+
+
+def test_a_forged_scaling_event_can_only_name_a_replica_set_of_the_apps_own_deployment_name() -> None:
+    # Informational: the controller's Event is matched by the Deployment's name in the namespace; a forged one
+    # with a later time wins (the tenant's own app only: the list is per namespace).
+    real = {
+        "reason": "ScalingReplicaSet",
+        "involvedObject": {"kind": "Deployment", "name": APP},
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "message": "Scaled up replica set web-111 from 0 to 1",
+    }
+    forged = dict(
+        real, lastTimestamp="2099-01-01T00:00:00Z", message="Scaled up replica set evil-222 from 0 to 1"
+    )
+    other_app = dict(forged, involvedObject={"kind": "Deployment", "name": "other"})
+    assert blockers.newest_scaled_up([real, other_app], APP) == "web-111"
+    assert blockers.newest_scaled_up([real, forged], APP) == "evil-222"
+
+
+def _conditions(kube: FakeKube) -> dict[str, tuple[str, str]]:
+    app = kube.get(names.FLASKAPP_KIND, NS, APP) or {}
+    return {c["type"]: (c["status"], c["reason"]) for c in (app.get("status") or {}).get("conditions") or []}
+
+
+def _drive(kube: FakeKube, rounds: int = 8) -> None:
+    from tests.operator.behaviour_support import running_jobs
+
+    for _ in range(rounds):
+        _process(kube)
+        for job in running_jobs(kube):
+            kube.finish_job(NS, job["metadata"]["name"])
+        if kube.get("Deployment", NS, APP) is not None:
+            kube.roll_out(NS, APP)
+        kube.advance(1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "FINDING (stale overlay of a foreign object): _apply_if_changed's live read (CachedClient.live) "
+        "records someone else's unlabelled Service in the overlay, then halts NotOwned. That overlay entry is "
+        "never retired: the label-selected watch never sees the object (nor its deletion), so after the "
+        "foreign Service is deleted the cached get before _require_owned keeps answering with it and the app "
+        "stays NotOwned (Available False) until the operator restarts."
+    ),
+)
+def test_an_app_recovers_once_a_foreign_object_that_blocked_it_is_gone(world) -> None:  # noqa: F811
+    kube, _ = world
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": APP, "namespace": NS},
+            "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "someone-else"}},
+        },
+        manager=USER,
+    )
+    _drive(kube)
+    assert _conditions(kube).get(names.AVAILABLE, ("", ""))[1] == "NotOwned", _conditions(kube)
+    kube.delete("Service", NS, APP)
+    annotate(kube, "poke", "1")  # the user's edit wakes the app
+    _drive(kube)
+    svc = kube.get("Service", NS, APP)
+    assert svc is not None and svc["metadata"].get("ownerReferences"), svc
+    assert _conditions(kube).get(names.AVAILABLE, ("", ""))[1] != "NotOwned", _conditions(kube)
