@@ -38,7 +38,17 @@ class Blocker:
     message: str
 
     def describe(self) -> str:
-        return f"{self.reason} ({self.kind} {self.name}): {self.message}"
+        return f"{self.reason} ({self.kind} {self.name}): {_bounded(self.message)}"
+
+
+# An Event's message is quoted into status and logs: anyone in the namespace can post one, so at most
+# this many characters, without control characters.
+QUOTE_LIMIT = 512
+
+
+def _bounded(text: str) -> str:
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…"
 
 
 def for_job(events: Iterable[Mapping[str, Any]], job: str, since: str) -> Blocker | None:

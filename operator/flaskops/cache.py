@@ -42,6 +42,33 @@ _META = (
 _OURS = f"{names.ANNOTATION_PREFIX}/"
 
 
+def is_child(kind: str, body: Mapping[str, Any]) -> bool:
+    """Whether `body` is one of the objects the operator makes for the FlaskApp its label names: labelled
+    managed-by flaskops, controlled by (an ownerReference to) that FlaskApp, and named as the operator
+    names that kind of child (`<app>` for the Deployment, Service and PodDisruptionBudget; `<app>-db` and
+    `<app>-secret-key` for Secrets; `<app>-migrate-<hash>` for Jobs).
+
+    Anyone may put the labels and an ownerReference on an object of their namespace: only the operator's
+    own names are kept in memory, so a tenant's decoys cost the operator nothing however many there are.
+    """
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    app = labels.get(names.LABEL_APP)
+    if not app or labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY:
+        return False
+    refs = meta.get("ownerReferences") or []
+    if not any(
+        r.get("kind") == names.FLASKAPP_KIND and r.get("name") == app and r.get("controller") for r in refs
+    ):
+        return False
+    name = str(meta.get("name") or "")
+    if kind == "Secret":
+        return name in (names.db_secret_name(app), names.secret_key_secret_name(app))
+    if kind == "Job":
+        return name.startswith(f"{app}-migrate-") and len(name) <= len(app) + len("-migrate-") + 16
+    return name == app
+
+
 def content_digest(body: Mapping[str, Any]) -> str:
     """sha256 of the fields someone else could change behind the operator's back (hex, 64 chars).
 
@@ -338,8 +365,10 @@ class CachedClient:
     def live(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The whole object from the API server (a read: only where a view cannot decide)."""
         obj = self.kube.get(kind, namespace, name)
-        if obj is not None and self.cache.serves(kind):
-            self.cache.wrote(obj)  # the freshest state there is: newer than the watch's, if anything
+        if obj is not None and self.cache.serves(kind) and is_child(kind, obj):
+            # The freshest state there is. Only a child the watch also sees: it retires the entry when
+            # the object changes or goes; someone else's object would stay here after it was deleted.
+            self.cache.wrote(obj)
         return obj
 
     def jobs(self, namespace: str, app: str) -> list[dict[str, Any]]:

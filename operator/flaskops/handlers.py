@@ -183,8 +183,8 @@ def namespace_labels(name: str, labels: Mapping[str, str], **_: Any) -> Any:
 # lists an app's migration Jobs; the rest by name.
 
 
-def _owned_child(body: Mapping[str, Any], labels: Mapping[str, str], **_: Any) -> bool:
-    return _child(body=body, labels=labels)
+def _owned_child(body: Mapping[str, Any], **_: Any) -> bool:
+    return cache.is_child(str(body.get("kind") or ""), body)
 
 
 @kopf.index(*JOBS, labels=CHILD_LABELS, when=_owned_child)

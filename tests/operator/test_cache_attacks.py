@@ -1,15 +1,16 @@
 """A hostile tenant against the cache (cache.py), the kopf index filter (handlers.py) and the Event lists.
 
 Each test passes when the operator is safe; a real, unfixed finding is marked xfail(strict=True) with the
-mechanism in its reason (security review of the read/schedule rewrite since f412737).
+mechanism in its reason (security review of the read/schedule rewrite since f412737). The three findings
+of that review are fixed: only the operator's own child names are indexed (decoys cost no memory), a
+foreign object read live is never kept in the overlay (an app recovers once it is gone), and a quoted
+Event message is bounded.
 """
 
 from __future__ import annotations
 
 import base64
 from typing import Any
-
-import pytest
 
 from flaskops import blockers, cache, handlers, names
 from tests.operator.behaviour_support import APP, NS, USER, annotate
@@ -44,22 +45,12 @@ def _decoy_secret(name: str, *, uid: str, size: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING (memory DoS): handlers._owned_child admits any object whose controller ownerReference *names* "
-        "the app in its label (kind+name only, uid never compared, any object name), and a Secret's view keeps "
-        "its whole `data`. A tenant creates many ~1 MB Secrets labelled managed-by=flaskops, app=<own app> "
-        "with an ownerReference to its own FlaskApp (its uid is readable, so the GC keeps them): every one is "
-        "held in the shared operator's memory, bounded only by the namespace's quota."
-    ),
-)
 def test_a_tenants_decoy_children_do_not_grow_the_operators_memory() -> None:
     admitted = 0
     for i in range(20):
         # Even with the app's real uid: names the operator never creates (web-db, web-secret-key, ...).
         decoy = _decoy_secret(f"decoy-{i}", uid=APP_UID, size=256 * 1024)
-        if handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"]):
+        if handlers._owned_child(body=decoy):
             admitted += len(cache.pack("Secret", decoy))
     assert admitted < 64 * 1024, f"{admitted} bytes of tenant decoys held by the index"
 
@@ -67,11 +58,11 @@ def test_a_tenants_decoy_children_do_not_grow_the_operators_memory() -> None:
 def test_a_decoy_without_an_owner_reference_is_not_indexed() -> None:
     decoy = _decoy_secret("decoy", uid=APP_UID, size=16)
     decoy["metadata"]["ownerReferences"] = []
-    assert not handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"])
+    assert not handlers._owned_child(body=decoy)
     # ...nor one owned by another app than its label names.
     decoy = _decoy_secret("decoy", uid=APP_UID, size=16)
     decoy["metadata"]["labels"][names.LABEL_APP] = "other"
-    assert not handlers._owned_child(body=decoy, labels=decoy["metadata"]["labels"])
+    assert not handlers._owned_child(body=decoy)
 
 
 def test_cache_keys_never_cross_namespaces() -> None:
@@ -95,16 +86,6 @@ def test_cache_keys_never_cross_namespaces() -> None:
     assert served == [{"tenant": NS}] and other == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING (unbounded attacker text): a tenant can post its own Warning Event about a pod of its app's "
-        "ReplicaSet (or name any ReplicaSet through a forged ScalingReplicaSet Event with a future timestamp); "
-        "blockers quote the Event's message whole into Ready/Available's message, the status patch and an "
-        "INFO log line on every 15 s recheck. Nothing bounds its length (the shared Event list also holds "
-        "every Event of the namespace whole for 5 s)."
-    ),
-)
 def test_a_forged_warning_event_is_not_quoted_at_unbounded_length() -> None:
     rs = "web-5d8f7c9b6"
     forged = {
@@ -153,16 +134,6 @@ def _drive(kube: FakeKube, rounds: int = 8) -> None:
         kube.advance(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING (stale overlay of a foreign object): _apply_if_changed's live read (CachedClient.live) "
-        "records someone else's unlabelled Service in the overlay, then halts NotOwned. That overlay entry is "
-        "never retired: the label-selected watch never sees the object (nor its deletion), so after the "
-        "foreign Service is deleted the cached get before _require_owned keeps answering with it and the app "
-        "stays NotOwned (Available False) until the operator restarts."
-    ),
-)
 def test_an_app_recovers_once_a_foreign_object_that_blocked_it_is_gone(world) -> None:  # noqa: F811
     kube, _ = world
     kube.create(

@@ -69,8 +69,8 @@ class Watches:
         if type_ == "DELETED":
             return
         labels = meta.get("labels") or {}
-        if kind in CHILDREN and labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY:
-            return  # the watch is label-selected by the API server
+        if kind in CHILDREN and not cache.is_child(kind, obj):
+            return  # label-selected by the API server, then handlers._owned_child
         if kind == "Job":
             self.objects[kind].put((ns, labels[names.LABEL_APP]), uid, cache.view(kind, obj))
         elif kind in self.objects:
