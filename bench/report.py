@@ -695,7 +695,7 @@ def write(results: dict[str, Any]) -> None:
     scale = results.get("scale")
     if scale and scale["sizes"]:
         st = scale["sizes"][0]["settings"]
-        have_plot = plot(scale["sizes"])
+        have_plot = plot(scale["sizes"], PLOT)  # the module value now (a test points it elsewhere)
         lines += [
             "## The operator at scale against the Helm-hook way",
             "",

@@ -36,6 +36,38 @@ def url_secret(kube: FakeKube, name: str = LEGACY_SECRET, url: str = LEGACY_URL,
     )
 
 
+ADMIN_NS = "flaskops-system"
+
+
+def postgres_server(kube: FakeKube, postgres: Any, name: str = "pg", *, password: str | None = None) -> None:
+    """A PostgresServer (environments: testing) on the session's real PostgreSQL and its admin Secret in
+    ADMIN_NS, created as a cluster admin would (`postgres`: flaskops_testbed.postgres.PostgresTarget)."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pg-admin", "namespace": ADMIN_NS},
+            "stringData": {"username": postgres.superuser, "password": password or postgres.password},
+        },
+        manager=USER,
+    )
+    kube.create(
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.POSTGRESSERVER_KIND,
+            "metadata": {"name": name},
+            "spec": {
+                "host": postgres.host,
+                "port": postgres.port,
+                "sslMode": "disable",
+                "adminSecretRef": {"namespace": ADMIN_NS, "name": "pg-admin"},
+                "environments": ["testing"],
+            },
+        },
+        manager=USER,
+    )
+
+
 def flaskapp(
     name: str = APP,
     *,

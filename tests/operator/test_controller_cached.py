@@ -19,10 +19,9 @@ import pytest
 from flaskops import cache, controller, inventory, names
 from flaskops.reconcile import Event
 from flaskops_testbed.postgres import PostgresTarget
-from tests.operator.behaviour_support import APP, NS, USER, flaskapp, running_jobs
+from tests.operator.behaviour_support import ADMIN_NS, APP, NS, USER, flaskapp, postgres_server, running_jobs
 from tests.operator.fake_kube import FakeKube
 
-ADMIN_NS = "flaskops-system"
 CHILDREN = ("Job", "Deployment", "Secret", "Service", "PodDisruptionBudget")
 READS = {"get", "list"}
 WRITES = {"create", "apply", "patch", "delete"}
@@ -114,30 +113,7 @@ def world(
     )
     monkeypatch.setattr(controller, "_echo", {})
     monkeypatch.setattr(controller, "_written_at", {})
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "pg-admin", "namespace": ADMIN_NS},
-            "stringData": {"username": postgres.superuser, "password": postgres.password},
-        },
-        manager=USER,
-    )
-    kube.create(
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": names.POSTGRESSERVER_KIND,
-            "metadata": {"name": "pg"},
-            "spec": {
-                "host": postgres.host,
-                "port": postgres.port,
-                "sslMode": "disable",
-                "adminSecretRef": {"namespace": ADMIN_NS, "name": "pg-admin"},
-                "environments": ["testing"],
-            },
-        },
-        manager=USER,
-    )
+    postgres_server(kube, postgres, "pg")
     dbname = f"cached_{secrets.token_hex(4)}"
     body = flaskapp(secret="", replicas=1)
     body["spec"]["database"] = {"server": "pg", "name": dbname}

@@ -15,12 +15,14 @@ from flaskops import names
 from flaskops.reconcile import DRIFT_REPAIRED
 from flaskops_testbed.postgres import PostgresTarget
 from tests.operator.behaviour_support import (
+    ADMIN_NS,
     APP,
     NS,
     USER,
     flaskapp,
     image_of,
     new_app,
+    postgres_server,
     reconcile,
     settle,
 )
@@ -147,37 +149,12 @@ def test_a_secret_key_secret_relabelled_is_put_back(kube: FakeKube) -> None:
 
 # --- the database Secret, provisioned on the session's real PostgreSQL ----------------------------------
 
-ADMIN_NS = "flaskops-system"
-
 
 @pytest.fixture
 def provisioned(postgres: PostgresTarget) -> Iterator[tuple[FakeKube, str]]:
     """A Ready app whose database a PostgresServer on the real PostgreSQL provisioned; dropped afterwards."""
     kube = FakeKube(namespaces=[NS, ADMIN_NS])
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "pg-admin", "namespace": ADMIN_NS},
-            "stringData": {"username": postgres.superuser, "password": postgres.password},
-        },
-        manager=USER,
-    )
-    kube.create(
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": names.POSTGRESSERVER_KIND,
-            "metadata": {"name": "pg"},
-            "spec": {
-                "host": postgres.host,
-                "port": postgres.port,
-                "sslMode": "disable",
-                "adminSecretRef": {"namespace": ADMIN_NS, "name": "pg-admin"},
-                "environments": ["testing"],
-            },
-        },
-        manager=USER,
-    )
+    postgres_server(kube, postgres, "pg")
     dbname = f"fake_{secrets.token_hex(4)}"
     body = flaskapp(secret="")
     body["spec"]["database"] = {"server": "pg", "name": dbname, "deletionPolicy": "Delete"}

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-from flaskops import names, servercheck
+from flaskops import servercheck
 from flaskops_testbed.postgres import PostgresTarget
+from tests.operator.behaviour_support import ADMIN_NS, postgres_server
 from tests.operator.fake_kube import FakeKube
-
-ADMIN_NS = "flaskops-system"
 
 
 def _server(kube: FakeKube, postgres: PostgresTarget, password: str) -> None:
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "pg-admin", "namespace": ADMIN_NS},
-            "stringData": {"username": postgres.superuser, "password": password},
-        },
-        manager="kubectl",
-    )
-    kube.create(
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": names.POSTGRESSERVER_KIND,
-            "metadata": {"name": "reads"},
-            "spec": {
-                "host": postgres.host,
-                "port": postgres.port,
-                "sslMode": "disable",
-                "adminSecretRef": {"namespace": ADMIN_NS, "name": "pg-admin"},
-                "environments": ["testing"],
-            },
-        },
-        manager="kubectl",
-    )
+    postgres_server(kube, postgres, "reads", password=password)
 
 
 def _secret_reads(kube: FakeKube) -> int:
