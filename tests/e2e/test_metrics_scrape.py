@@ -166,7 +166,8 @@ def test_self_mode_certificate_is_renewed_and_admission_keeps_answering(
     kube: Kube, renewing: OperatorProcess, ns: str, make_server: Any
 ) -> None:
     port = int(renewing.extra_env["FLASKOPS_WEBHOOK_PORT"])
-    first = _served(port)
+    # /healthz answers before kopf's webhook server has bound its port: wait for the listener.
+    first = wait_for(lambda: _served(port), timeout=60, what="the webhook's TLS listener")
     wait_for(lambda: _ca_bundle(kube), timeout=60, what=f"kopf to fill in {CONFIG_NAME}")
     expiry = value(scrape(renewing), "flaskops_webhook_certificate_expiry_timestamp_seconds")
     assert expiry == first.not_valid_after_utc.timestamp()
