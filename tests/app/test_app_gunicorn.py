@@ -301,7 +301,10 @@ def test_a_slow_query_is_answered_by_the_app_before_gunicorn_kills_the_worker(
     # The app's own answer to its statement timeout (JSON under /api), within the worker's 5 s.
     assert answer.status_code == 503 and answer.headers["Content-Type"] == "application/json", answer.text
     assert answer.json()["error"] == "Service Unavailable" and answer.headers["Retry-After"] == "1"
-    assert 4 <= elapsed < 5, elapsed
+    # At least the 4 s statement timeout; the upper bound is the worker's 5 s timeout, and it is shown by
+    # behaviour rather than the clock (a slow machine adds seconds): the app's own JSON answer above and
+    # no WORKER TIMEOUT below (a killed worker answers nothing).
+    assert elapsed >= 4, elapsed
     assert server.get("/api/entries").status_code == 200  # the same worker serves on
     assert server.terminate() == 0
     assert "WORKER TIMEOUT" not in server.log()
