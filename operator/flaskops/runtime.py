@@ -8,7 +8,10 @@ work queue does (client-go `util/workqueue`):
 - a key is processed by one worker at a time: an add while it runs marks it dirty, and it is queued again
   when its run ends (nothing is lost, nothing runs twice at once);
 - `add_after` is the only timer: a later add for a key replaces a later-or-equal pending one, an earlier
-  wins, so a retry, a recheck and an event never make two schedules for one app.
+  wins, so a retry, a recheck and an event never make two schedules for one app;
+- ready keys are served round-robin across groups (namespaces), FIFO within a group: a tenant who
+  queues a thousand apps delays another namespace's next reconcile by one turn per worker, not by a
+  thousand — the idea of the API server's fair queuing (API Priority and Fairness), without priorities.
 
 kopf only feeds the queue (handlers.py); the reconcile itself runs here, in `workers` threads.
 """
@@ -22,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -32,12 +36,20 @@ class WorkQueue:
     """Keys to process: deduplicated, one at a time per key, with delayed adds. Thread-safe.
 
     `get()` blocks until a key is ready (None once `shut_down()` was called); `done(key)` must follow
-    every key `get()` returned.
+    every key `get()` returned. `group(key)` names the key's fairness group (default: the first item of a
+    tuple key, the namespace of a `(namespace, name)`); ready keys are served round-robin across groups.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        group: Callable[[Hashable], Hashable] | None = None,
+    ) -> None:
         self._clock = clock
-        self._queue: list[Hashable] = []
+        self._group = group or _first_item
+        # Ready keys: one FIFO per group, and the groups that have any, in the order they are served.
+        self._ready: dict[Hashable, deque[Hashable]] = {}
+        self._turns: deque[Hashable] = deque()
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
@@ -60,8 +72,22 @@ class WorkQueue:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._queue.append(key)
+            group = self._group(key)
+            if group not in self._ready:
+                self._ready[group] = deque()
+                self._turns.append(group)
+            self._ready[group].append(key)
             self._cond.notify()
+
+    def _pop(self) -> Hashable:
+        group = self._turns.popleft()
+        keys = self._ready[group]
+        key = keys.popleft()
+        if keys:
+            self._turns.append(group)  # its next key waits for every other group's turn
+        else:
+            del self._ready[group]
+        return key
 
     def add_after(self, key: Hashable, delay: float) -> None:
         """Queue `key` in `delay` seconds, unless it is queued or due sooner already."""
@@ -97,8 +123,8 @@ class WorkQueue:
                 wait = self._promote()
                 if self._shutdown:
                     return None
-                if self._queue:
-                    key = self._queue.pop(0)
+                if self._turns:
+                    key = self._pop()
                     self._queued.discard(key)
                     self._processing.add(key)
                     return key
@@ -126,10 +152,14 @@ class WorkQueue:
         """How many keys are queued, running and waiting on a timer (for metrics and tests)."""
         with self._cond:
             return {
-                "queued": len(self._queue),
+                "queued": len(self._queued),
                 "processing": len(self._processing),
                 "delayed": len(self._due),
             }
+
+
+def _first_item(key: Hashable) -> Hashable:
+    return key[0] if isinstance(key, tuple) and key else key
 
 
 class Runtime:

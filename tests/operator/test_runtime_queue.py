@@ -23,6 +23,53 @@ def test_adds_coalesce_while_queued():
     assert q.get(timeout=0) is None
 
 
+def drain(q: WorkQueue) -> list:
+    out = []
+    while (key := q.get(timeout=0)) is not None:
+        out.append(key)
+        q.done(key)
+    return out
+
+
+def test_namespaces_take_turns_and_each_keeps_its_order():
+    q = WorkQueue()
+    for i in range(4):
+        q.add(("busy", f"app{i}"))
+    q.add(("quiet", "one"))
+    q.add(("other", "x"))
+    q.add(("quiet", "two"))
+    # The quiet namespaces' apps come second and third, not after all of busy's.
+    assert drain(q) == [
+        ("busy", "app0"),
+        ("quiet", "one"),
+        ("other", "x"),
+        ("busy", "app1"),
+        ("quiet", "two"),
+        ("busy", "app2"),
+        ("busy", "app3"),
+    ]
+    assert q.pending() == {"queued": 0, "processing": 0, "delayed": 0}
+
+
+def test_a_namespace_that_emptied_queues_behind_those_waiting():
+    q = WorkQueue()
+    q.add(("a", "1"))
+    q.add(("b", "1"))
+    q.add(("b", "2"))
+    assert q.get(timeout=0) == ("a", "1")
+    q.done(("a", "1"))
+    q.add(("a", "2"))  # a's group had emptied: it joins after b, which still waits
+    assert drain(q) == [("b", "1"), ("a", "2"), ("b", "2")]
+
+
+def test_a_custom_group_function_decides_the_turns():
+    q = WorkQueue(group=lambda key: key[1])
+    q.add(("n1", "g"))
+    q.add(("n2", "g"))
+    q.add(("n3", "h"))
+    assert drain(q) == [("n1", "g"), ("n3", "h"), ("n2", "g")]
+
+
 def test_an_add_while_processing_runs_once_more_after_done_never_concurrently():
     q = WorkQueue()
     q.add("a")
