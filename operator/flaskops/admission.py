@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,11 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     else:
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")
     metrics.STATE.cert_file = crt
+    client_auth: dict[str, Any] = {}
+    if cfg.webhook_client_ca:
+        # The TLS handshake itself refuses a caller without a certificate from this CA: an anonymous
+        # request never reaches a handler (kopf passes these to ssl.SSLContext).
+        client_auth = {"verify_mode": ssl.CERT_REQUIRED, "verify_cafile": cfg.webhook_client_ca}
     settings.admission.server = WebhookServer(
         addr=cfg.webhook_addr,
         port=cfg.webhook_port,
@@ -138,4 +144,5 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
         renew=renew,
         # kopf re-reads the files this often (a mounted Secret's renewal, or ours) and serves new ones.
         file_check_interval=renew.check_interval if renew else 60.0,
+        **client_auth,
     )

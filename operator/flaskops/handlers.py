@@ -344,6 +344,8 @@ async def validate_flaskapp(
             inventory.other_apps(namespace or "", name or "", entries, servers),
             namespace_labels=controller.labels_of(namespace_labels, namespace or ""),
             server_ids=inventory.server_ids(entries),
+            # With a client CA the TLS handshake already refused every caller but the API server.
+            authenticated=bool(CONFIG.webhook_client_ca),
         )
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         # The API server sends only schema-valid objects; anything else is a malformed review. Answer it

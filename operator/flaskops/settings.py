@@ -23,6 +23,11 @@ class Settings:
     # one (days; fractions allowed, which the tests use to see a renewal in seconds).
     webhook_cert_validity_days: float = 365.0
     webhook_cert_renew_before_days: float = 30.0
+    # A CA bundle (PEM file): the webhook then requires a client certificate it signed — the one the
+    # cluster admin gave the API server (AdmissionConfiguration, "Authenticate apiservers") — and only
+    # then judges the rules that read other objects (another app's database, a namespace's labels).
+    # Empty: any caller that reaches the port is anonymous, and those rules are left to reconcile.
+    webhook_client_ca: str = ""
     # Prometheus /metrics (metrics.py): its own port, apart from the webhook's; 0 turns it off. 8081, not
     # 8080: the chart's liveness endpoint (kopf's) is on 8080.
     metrics_addr: str = "0.0.0.0"  # noqa: S104 - a pod listens on its own interface
@@ -61,6 +66,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         webhook_cert_renew_before_days=float(
             e.get("FLASKOPS_WEBHOOK_CERT_RENEW_BEFORE_DAYS", d.webhook_cert_renew_before_days)
         ),
+        webhook_client_ca=e.get("FLASKOPS_WEBHOOK_CLIENT_CA", d.webhook_client_ca).strip(),
         metrics_addr=e.get("FLASKOPS_METRICS_ADDR", d.metrics_addr),
         metrics_port=int(e.get("FLASKOPS_METRICS_PORT", d.metrics_port)),
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
@@ -74,6 +80,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
     if cfg.webhook_mode not in ("none", "self", "certs"):
         raise ValueError(f"FLASKOPS_WEBHOOK must be none, self or certs, not {cfg.webhook_mode!r}")
+    if cfg.webhook_client_ca and not os.path.isfile(cfg.webhook_client_ca):
+        raise ValueError(f"FLASKOPS_WEBHOOK_CLIENT_CA names no file: {cfg.webhook_client_ca!r}")
     if cfg.webhook_failure_policy not in ("Fail", "Ignore"):
         raise ValueError(
             f"FLASKOPS_WEBHOOK_FAILURE_POLICY must be Fail or Ignore, not {cfg.webhook_failure_policy!r}"

@@ -33,6 +33,7 @@ def review(
     *,
     namespace_labels: Mapping[str, str] | None = None,
     server_ids: Mapping[str, str] | None = None,
+    authenticated: bool = True,
 ) -> Review:
     """The same rules reconcile enforces, and advice that does not block.
 
@@ -40,7 +41,16 @@ def review(
     PostgresServer's allowedNamespaces for the app's namespace (`namespace_labels` None: not seen yet), and a
     literal spec.env DB_STATEMENT_TIMEOUT_MS not below spec.gunicorn.timeout (TimeoutsContradict).
     Ownership of an existing role or database needs the server and is judged by reconcile.
+
+    `authenticated` False (the caller showed no client certificate of the API server, see
+    Settings.webhook_client_ca): anyone who reaches the port could forge this review about any namespace,
+    so the answer may depend only on the request and the PostgresServer's own configuration — `others`,
+    `namespace_labels`, `server_ids` and the server's connection budget (which other apps use up) are
+    ignored, and the rules that read them (S5, allowedNamespaces) are left to reconcile, which refuses
+    before it touches anything.
     """
+    if not authenticated:
+        others, namespace_labels, server_ids = (), None, None
     app = parse_flaskapp(body)
     out = Review()
     if app.environment == "production" and app.database.deletion_policy == "Delete":
@@ -53,7 +63,7 @@ def review(
                 f"PostgresServer '{app.database.server}' does not exist yet; the app waits for it"
             )
         else:
-            if not tenancy.admits(server.get("allowedNamespaces"), namespace_labels):
+            if authenticated and not tenancy.admits(server.get("allowedNamespaces"), namespace_labels):
                 out.violations.append(
                     Violation(
                         tenancy.NAMESPACE_NOT_ALLOWED,
@@ -76,7 +86,11 @@ def review(
                         server_id=(server_ids or {}).get(app.database.server),
                     )
                 )
-            too_many = budget.app_warning(app, app.database.server, server.get("availableConnections"))
+            too_many = (
+                budget.app_warning(app, app.database.server, server.get("availableConnections"))
+                if authenticated
+                else None
+            )
             if too_many:
                 out.warnings.append(too_many)
         reserved = naming.reserved(app)

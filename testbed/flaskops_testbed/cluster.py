@@ -126,7 +126,11 @@ class KwokCluster:
             "kind": "KwokctlConfiguration",
             "options": options,
         }
-        apiserver_args = {**self.real_node_apiserver_args(), **self.extra_apiserver_args}
+        apiserver_args = {
+            **self.real_node_apiserver_args(),
+            **self.webhook_client_apiserver_args(),
+            **self.extra_apiserver_args,
+        }
         config["componentsPatches"] = [
             {
                 "name": "kube-apiserver",
@@ -171,6 +175,25 @@ class KwokCluster:
             "enable-admission-plugins": "PodNodeSelector,PodTolerationRestriction",
         }
 
+    @property
+    def webhook_client_dir(self) -> Path:
+        """ca.crt (give it to the operator: FLASKOPS_WEBHOOK_CLIENT_CA) and the API server's client pair."""
+        return self.state_dir / "webhook-client"
+
+    def webhook_client_apiserver_args(self) -> dict[str, str]:
+        """The API server presents a client certificate to every admission webhook it calls.
+
+        What a cluster admin does so that a webhook can tell the API server from any pod that reaches
+        its port (Kubernetes: "Authenticate apiservers" in Dynamic Admission Control): an
+        AdmissionConfiguration whose kubeconfig gives the user "*" (every webhook) a client certificate,
+        here from a CA of its own (webhook_client_dir/ca.crt). Webhooks that ask for no client
+        certificate are unaffected.
+        """
+        from flaskops_testbed import webhook_client  # needs `cryptography`: imported only to start one
+
+        admission_config = webhook_client.write(self.webhook_client_dir)
+        return {"admission-control-config-file": str(admission_config)}
+
     def exists(self) -> bool:
         return (self.cluster_dir / "kwok.yaml").exists()
 
@@ -186,6 +209,14 @@ class KwokCluster:
     def up(self, timeout: float = 180) -> KwokCluster:
         """Start the cluster (or reuse a healthy one of this name) and wait until its nodes are Ready."""
         started = time.monotonic()
+        config_path = self.state_dir / "kwokctl.yaml"
+        if self.exists() and self.is_healthy() and config_path.exists():
+            documents = yaml.safe_dump_all(self.config_documents(), sort_keys=False)
+            if config_path.read_text() != documents:
+                # Started by an older testbed or with other flags (e.g. before the webhook client
+                # certificate): a test relying on the new configuration would fail against it.
+                log(f"cluster {self.name!r} runs with another configuration; recreating it")
+                self.down()
         if self.exists():
             if self.is_healthy():
                 log(f"cluster {self.name!r} already running ({self.kubeconfig})")
@@ -194,7 +225,6 @@ class KwokCluster:
             log(f"cluster {self.name!r} exists but does not answer; recreating it")
             self.down()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        config_path = self.state_dir / "kwokctl.yaml"
         config_path.write_text(yaml.safe_dump_all(self.config_documents(), sort_keys=False))
         log(f"starting cluster {self.name!r} (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
         self._kwokctl(

@@ -257,15 +257,21 @@ def remove_demo_objects(env: dict[str, str], timeout: float = 60) -> list[str]:
     return left
 
 
-def webhook_env() -> dict[str, str]:
-    """Serve the admission webhook on loopback with a self-made CA (the local API server can dial it)."""
-    return {
+def webhook_env(client_ca: Path | None = None) -> dict[str, str]:
+    """Serve the admission webhook on loopback with a self-made CA (the local API server can dial it).
+
+    `client_ca`: the testbed API server's webhook client CA; the webhook then answers it alone.
+    """
+    env = {
         "FLASKOPS_WEBHOOK": "self",
         "FLASKOPS_WEBHOOK_ADDR": "127.0.0.1",
         "FLASKOPS_WEBHOOK_HOST": "127.0.0.1",
         "FLASKOPS_WEBHOOK_PORT": str(free_port()),
         "FLASKOPS_WEBHOOK_CERT_DIR": str(state_dir() / "webhook"),
     }
+    if client_ca is not None and client_ca.exists():
+        env["FLASKOPS_WEBHOOK_CLIENT_CA"] = str(client_ca)
+    return env
 
 
 def shared_cluster_operator_env() -> dict[str, str]:
@@ -388,6 +394,7 @@ def run(cluster_name: str, use_kubeconfig_cluster: bool = False) -> int:
     pg = LocalPostgres(default_base_dir())
     log(f"[1/6] PostgreSQL 15 on loopback (state in {pg.base_dir})")
     pg.start()
+    client_ca: Path | None = None
     if given:
         log(f"[2/6] using the cluster in KUBECONFIG={given}")
         kubeconfig = given
@@ -398,6 +405,7 @@ def run(cluster_name: str, use_kubeconfig_cluster: bool = False) -> int:
         cluster = kwok.start(cluster_name)
         kubeconfig = str(cluster.kubeconfig)
         real = _start_real_node(cluster)
+        client_ca = cluster.webhook_client_dir / "ca.crt"
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{paths.bin_dir()}:{os.environ.get('PATH', '')}"}
 
     log(f"[3/6] CRDs, namespace {NAMESPACE}, its admin Secret {ADMIN_SECRET}, PostgresServer {SERVER}")
@@ -417,7 +425,7 @@ def run(cluster_name: str, use_kubeconfig_cluster: bool = False) -> int:
         + (" with its admission webhook on loopback" if local else "")
     )
     if local:
-        start_operator({**env, **webhook_env()})
+        start_operator({**env, **webhook_env(client_ca)})
     else:
         start_operator({**env, **shared_cluster_operator_env()}, namespaced=True)
 

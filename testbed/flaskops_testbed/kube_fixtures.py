@@ -99,6 +99,16 @@ class Kube:
     def is_local_testbed(self) -> bool:
         return self.cluster is not None
 
+    @property
+    def webhook_client_dir(self) -> Path | None:
+        """The local testbed's webhook client PKI (cluster.webhook_client_apiserver_args): ca.crt, client.crt,
+        client.key. None for a cluster in KUBECONFIG, whose API server's client certificate (if any) is
+        the cluster admin's to give."""
+        if self.cluster is None:
+            return None
+        directory = self.cluster.webhook_client_dir
+        return directory if (directory / "ca.crt").exists() else None
+
     @functools.cached_property
     def simulated(self) -> bool:
         """True when KWOK drives the nodes (pods never run; stages decide their fate)."""

@@ -24,6 +24,8 @@ VARIANTS = {
     "namespaced": ("--set", "operator.watchNamespace=shop"),
     "cert-manager": ("--set", "webhook.certManager.enabled=true"),
     "no-webhook": ("--set", "webhook.enabled=false", "--set", "crds.create=false"),
+    # A public CA certificate (made by flaskops_testbed.webhook_client; no key is kept).
+    "client-ca": ("--set-file", f"webhook.clientCA={Path(__file__).parent / 'webhook-client-ca.pem'}"),
 }
 
 
@@ -80,6 +82,7 @@ def test_app_version_is_the_project_version() -> None:
         (("--set-json", 'crds.create="yes"'), "at '/crds/create': got string, want boolean"),
         (("--set", "operator.watchNamespace=Not_A_Namespace"), "/operator/watchNamespace"),
         (("--set", "webhok.enabled=false"), "additional properties 'webhok' not allowed"),
+        (("--set", "webhook.clientCA=my-ca"), "at '/webhook/clientCA'"),
     ],
 )
 def test_schema_refuses_wrong_values(setting: tuple[str, ...], message: str) -> None:
@@ -193,6 +196,23 @@ def test_operator_pod_is_restricted(docs: list[dict[str, Any]]) -> None:
     assert env["FLASKOPS_WEBHOOK"] == ("certs" if webhook else "none")
     if webhook:
         assert env["FLASKOPS_WEBHOOK_CERT_DIR"] in mounts
+
+
+def test_a_client_ca_makes_the_webhook_require_the_api_servers_certificate() -> None:
+    pem = (Path(__file__).parent / "webhook-client-ca.pem").read_text()
+    docs = render(*VARIANTS["client-ca"])
+    config_map = find(docs, "ConfigMap", "flaskops-webhook-client-ca")
+    assert config_map["data"] == {"ca.crt": pem}
+    c = operator_container(docs)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert env["FLASKOPS_WEBHOOK_CLIENT_CA"] == mounts["webhook-client-ca"] + "/ca.crt"
+    pod = find(docs, "Deployment")["spec"]["template"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "webhook-client-ca")
+    assert volume["configMap"]["name"] == "flaskops-webhook-client-ca"
+    assert "checksum/webhook-client-ca" in pod["metadata"]["annotations"]  # a new CA restarts the pods
+    plain = operator_container(render())
+    assert "FLASKOPS_WEBHOOK_CLIENT_CA" not in {e["name"] for e in plain["env"]}  # off by default
 
 
 def test_webhook_path_is_the_kopf_handler_id() -> None:

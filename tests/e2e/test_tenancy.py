@@ -535,18 +535,23 @@ def test_admin_trouble_names_no_admin(
 
 
 @pytest.fixture
-def webhook_url(webhook: OperatorProcess) -> tuple[str, str]:  # noqa: F811 - the imported module fixture
-    """The webhook's URL on loopback and the CA file that signed its certificate."""
+def webhook_url(webhook: OperatorProcess) -> tuple[str, str, tuple[str, str] | None]:  # noqa: F811 - the imported module fixture
+    """The webhook's URL on loopback, the CA file that signed its certificate, and the client certificate
+    it requires (the testbed API server's, from the CA's directory), if it requires one."""
     env = webhook.extra_env
+    client_ca = env.get("FLASKOPS_WEBHOOK_CLIENT_CA")
+    client = Path(client_ca).parent if client_ca else None
     return (
         f"https://127.0.0.1:{env['FLASKOPS_WEBHOOK_PORT']}/validate-flaskapp",
         str(Path(env["FLASKOPS_WEBHOOK_CERT_DIR"]) / "ca.crt"),
+        (str(client / "client.crt"), str(client / "client.key")) if client else None,
     )
 
 
-def _post(url: str, payload: bytes, ca: str) -> tuple[int, str]:
+def _post(target: tuple[str, str, tuple[str, str] | None], payload: bytes) -> tuple[int, str]:
+    url, ca, cert = target
     resp = requests.post(
-        url, data=payload, headers={"Content-Type": "application/json"}, verify=ca, timeout=10
+        url, data=payload, headers={"Content-Type": "application/json"}, verify=ca, cert=cert, timeout=10
     )
     return resp.status_code, resp.text
 
@@ -581,20 +586,24 @@ def _review(obj: Any, **request: Any) -> dict[str, Any]:
         json.dumps(_review({}, resource=[1, 2])).encode(),
     ],
 )
-def test_malformed_reviews_get_a_plain_400(webhook_url: tuple[str, str], payload: bytes) -> None:
-    status, text = _post(webhook_url[0], payload, webhook_url[1])
+def test_malformed_reviews_get_a_plain_400(
+    webhook_url: tuple[str, str, tuple[str, str] | None], payload: bytes
+) -> None:
+    status, text = _post(webhook_url, payload)
     assert status == 400, (status, text)
     assert "Traceback" not in text and "Error(" not in text
 
 
-def test_a_review_of_a_malformed_flaskapp_is_refused_as_400(webhook_url: tuple[str, str]) -> None:
+def test_a_review_of_a_malformed_flaskapp_is_refused_as_400(
+    webhook_url: tuple[str, str, tuple[str, str] | None],
+) -> None:
     obj = {
         "apiVersion": names.API_VERSION,
         "kind": names.FLASKAPP_KIND,
         "metadata": {"name": "x", "namespace": "shop"},
         "spec": {"environment": "testing", "image": "i", "replicas": "many", "database": {"server": 7}},
     }
-    status, text = _post(webhook_url[0], json.dumps(_review(obj)).encode(), webhook_url[1])
+    status, text = _post(webhook_url, json.dumps(_review(obj)).encode())
     assert status == 200, text  # a well-formed review: the verdict is inside
     response = json.loads(text)["response"]
     assert response["allowed"] is False and response["status"]["code"] == 400, response

@@ -88,6 +88,7 @@ def webhook(
     """An operator serving the webhook on 127.0.0.1, and the chart's configuration pointing at it."""
     tmp = tmp_path_factory.mktemp("webhook")
     ca, _, _ = certs.generate(tmp / "certs", ["127.0.0.1"])
+    client_dir = kube.webhook_client_dir
     operator.stop()
     # A port picked free can be taken before the operator binds it (other processes of the session pick
     # theirs the same way): pick again, at most three times, rather than fail the whole module.
@@ -100,6 +101,10 @@ def webhook(
             "FLASKOPS_WEBHOOK_PORT": str(port),
             "FLASKOPS_WEBHOOK_CERT_DIR": str(tmp / "certs"),
         }
+        if client_dir is not None:
+            # As a cluster admin sets it up: the API server presents a client certificate, the webhook
+            # requires one (and then judges the rules that read other namespaces' objects).
+            env["FLASKOPS_WEBHOOK_CLIENT_CA"] = str(client_dir / "ca.crt")
         served = OperatorProcess(operator_kubeconfig, tmp / f"operator-{attempt}.log", extra_env=env)
         try:
             served.start()
@@ -112,6 +117,8 @@ def webhook(
 
         def tls_up() -> bool:
             ctx = ssl.create_default_context(cafile=str(ca))
+            if client_dir is not None:
+                ctx.load_cert_chain(client_dir / "client.crt", client_dir / "client.key")
             with (
                 socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1"),

@@ -90,3 +90,50 @@ def test_a_statement_timeout_not_below_the_worker_timeout_is_refused():
     assert "DB_STATEMENT_TIMEOUT_MS=15000" in r.violations[0].message
     # Without the variable the operator derives one below the timeout: nothing to refuse.
     assert review(body(gunicorn=short), SERVERS, []).violations == []
+
+
+# --- an anonymous caller (no client certificate of the API server): only the request and the server's own
+# configuration may shape the answer, so a forged review learns nothing of other namespaces.
+
+
+def test_an_anonymous_review_answers_the_same_whether_another_app_uses_the_database():
+    dev = inventory.app_entry(
+        "other-team", "old", {"environment": "testing", "database": {"server": "x", "name": "gb"}}, {}
+    )
+    dev["recorded"] = {"host": "pg.internal", "port": 5432, "name": "gb"}
+    others = inventory.other_apps("shop", "guestbook", [dev], {})
+    used = review(body(db={"name": "gb"}), SERVERS, others, authenticated=False)
+    free = review(body(db={"name": "gb"}), SERVERS, [], authenticated=False)
+    assert used.allowed and (used.violations, used.warnings) == (free.violations, free.warnings)
+    # The API server's own review (authenticated) still refuses it at admission.
+    assert [v.rule for v in review(body(db={"name": "gb"}), SERVERS, others).violations] == ["S5"]
+
+
+def test_an_anonymous_review_does_not_judge_a_namespace_by_its_labels():
+    gated = {
+        "gold": inventory.server_entry(
+            {
+                "host": "pg.internal",
+                "environments": ["production"],
+                "allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"tier": "gold"}}},
+            }
+        )
+    }
+    answers = [
+        review(body(server="gold", replicas=2, resources={"limits": {"cpu": "1"}}), gated, [], **kw)
+        for kw in (
+            {"namespace_labels": {"tier": "gold"}, "authenticated": False},
+            {"namespace_labels": {"tier": "bronze"}, "authenticated": False},
+            {"namespace_labels": None, "authenticated": False},
+        )
+    ]
+    assert all(a.allowed for a in answers) and len({repr(a.warnings) for a in answers}) == 1
+    refused = review(body(server="gold"), gated, [], namespace_labels={"tier": "bronze"})
+    assert not refused.allowed  # authenticated: refused at admission, as before
+
+
+def test_an_anonymous_review_still_refuses_what_the_request_alone_shows():
+    r = review(body(db={"name": "guestbook_test"}), SERVERS, [], authenticated=False)
+    assert [v.rule for v in r.violations] == ["S1"]
+    r = review(body(env="development"), SERVERS, [], authenticated=False)
+    assert [v.rule for v in r.violations] == ["S4"]

@@ -55,6 +55,9 @@ def test_kwokctl_config_uses_local_binaries_on_loopback_with_all_stages(fake_bui
     assert patches["kube-apiserver"]["kubelet-client-certificate"].endswith("/pki/admin.crt")
     assert patches["kube-apiserver"]["service-cluster-ip-range"] == node.SERVICE_CIDR
     assert "PodNodeSelector" in patches["kube-apiserver"]["enable-admission-plugins"]
+    # Every webhook is called with the testbed's client certificate (webhook_client.py).
+    admission = Path(patches["kube-apiserver"]["admission-control-config-file"])
+    assert admission.is_relative_to(paths.cache_dir()) and admission.exists()
     # KWOK must leave the real node alone: it manages only the nodes kwokctl made.
     assert patches["kwok-controller"] == {
         "manage-all-nodes": "false",
