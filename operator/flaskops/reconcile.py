@@ -598,14 +598,14 @@ class Reconciler:
                 # The spec moved on from a Job whose container never started (a quota, an image that does
                 # not pull): nothing of it ran, so it goes rather than hold the new migration until its
                 # deadline. A migration that runs is never killed: the new one waits for it.
-                self.kube.delete("Job", app.namespace, busy.name)
-                events.append(
-                    Event(
-                        "Normal",
-                        MIGRATION_ABANDONED,
-                        f"deleted Job '{busy.name}' ({busy.image}): it never started and the spec moved on",
+                if _delete_decided(self.kube, "Job", app.namespace, busy.name, busy.uid) is not None:
+                    events.append(
+                        Event(
+                            "Normal",
+                            MIGRATION_ABANDONED,
+                            f"deleted Job '{busy.name}' ({busy.image}): it never started and the spec moved on",
+                        )
                     )
-                )
                 busy = None
             if busy is not None:
                 return c.false(
@@ -673,8 +673,9 @@ class Reconciler:
                 stalled=True,
             )
         status["migratedImage"] = app.image
+        uids = {j["metadata"]["name"]: j["metadata"].get("uid") for j in jobs}
         for stale in migrations.superseded(jobs, keep=job_name):
-            self.kube.delete("Job", app.namespace, stale)
+            _delete_decided(self.kube, "Job", app.namespace, stale, uids.get(stale))
         return c.true(names.MIGRATED, "Migrated", f"Job '{job.name}' migrated the database to {app.image}")
 
     # --- 5. roll out --------------------------------------------------------------------------------------
@@ -757,9 +758,10 @@ class Reconciler:
             _require_owned(app, current, names.AVAILABLE, "PodDisruptionBudget", app.name)
             # existed=False: apps deployed before budgets existed have none, so a missing one is no repair.
             self._apply_if_changed(app, manifests.pod_disruption_budget(app), current, events, existed=False)
-        elif _owned_or_none(app, current) is not None:
+        elif current is not None and _owned_or_none(app, current) is not None:
             # One replica: a budget of maxUnavailable 1 would only hide that a drain takes the app down.
-            self.kube.delete("PodDisruptionBudget", app.namespace, app.name)
+            uid = current["metadata"].get("uid")
+            _delete_decided(self.kube, "PodDisruptionBudget", app.namespace, app.name, uid)
 
     def _availability(
         self, app: FlaskAppSpec, status: dict[str, Any], dep: rollout.RolloutView
@@ -917,6 +919,23 @@ def _owned_or_none(app: FlaskAppSpec, obj: Mapping[str, Any] | None) -> Mapping[
         return None
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return obj if any(ref.get("uid") == app.uid for ref in refs) else None
+
+
+def _delete_decided(
+    kube: Kube | CachedClient, kind: str, namespace: str, name: str, uid: str | None
+) -> bool | None:
+    """Delete the object the operator decided about, and only it: the delete names its uid, so an object
+    someone re-created under the name meanwhile is never deleted. True: deleted; False: already gone;
+    None: the name holds another object now (409 Conflict) — not ours any more, left alone."""
+    try:
+        return kube.delete(kind, namespace, name, uid=uid or None)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        log.info(
+            "not deleted: re-created meanwhile", extra={"kind": kind, "namespace": namespace, "child": name}
+        )
+        return None
 
 
 def _desired_deployment(
