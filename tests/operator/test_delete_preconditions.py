@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from flaskops import names
+from flaskops import cache, names
 from flaskops.kube import ApiException
+from flaskops.reconcile import Reconciler
 from tests.operator.behaviour_support import (
     APP,
     NS,
@@ -149,3 +150,41 @@ def test_an_abandoned_migration_job_re_created_meanwhile_is_left_and_not_announc
     assert "MigrationAbandoned" not in [e.reason for e in moved.events]
     assert moved.status["migration"]["image"] == "app:3"  # the new migration goes ahead
     assert names.MIGRATED in {c["type"] for c in moved.status["conditions"]}
+
+
+class RecordingKube(FakeKube):
+    """FakeKube that remembers the uid each delete named."""
+
+    def __init__(self) -> None:
+        super().__init__(namespaces=[NS])
+        self.deleted: list[tuple[str, str, str | None]] = []
+
+    def delete(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        propagation: str = "Background",
+        *,
+        uid: str | None = None,
+        manager: str = "",
+    ) -> bool:
+        self.deleted.append((kind, name, uid))
+        return super().delete(kind, namespace, name, propagation, uid=uid, manager=manager)
+
+
+def test_through_the_cache_the_delete_names_the_uid_of_the_view_it_decided_on() -> None:
+    kube = RecordingKube()
+    new_app(kube, replicas=2)
+    settle(kube)
+    pdb = kube.get("PodDisruptionBudget", NS, APP)
+    assert pdb is not None
+    # The cache's view keeps the uid (it is what the delete names), and CachedClient passes it through.
+    assert cache.view("PodDisruptionBudget", pdb)["metadata"]["uid"] == pdb["metadata"]["uid"]
+    client = cache.CachedClient(kube, cache.ObjectCache())
+    edit_spec(kube, {"replicas": 1})
+    body = kube.get(names.FLASKAPP_KIND, NS, APP)
+    assert body is not None
+    Reconciler(client, now=kube.now).reconcile(body)
+    assert ("PodDisruptionBudget", APP, pdb["metadata"]["uid"]) in kube.deleted
+    assert kube.get("PodDisruptionBudget", NS, APP) is None
