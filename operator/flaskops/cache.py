@@ -407,9 +407,17 @@ class CachedClient:
             self.cache.wrote(patched)
         return patched
 
-    def delete(self, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> bool:
+    def delete(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        propagation: str = "Background",
+        *,
+        uid: str | None = None,
+    ) -> bool:
         last = self.get(kind, namespace, name) if self.cache.serves(kind) else None
-        gone = self.kube.delete(kind, namespace, name, propagation=propagation)
+        gone = self.kube.delete(kind, namespace, name, propagation=propagation, uid=uid)
         if self.cache.serves(kind):
             self.cache.deleted(kind, namespace, name, last)
         return gone

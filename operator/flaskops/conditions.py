@@ -30,8 +30,18 @@ def unknown(type_: str, reason: str, message: str) -> Condition:
     return Condition(type_, "Unknown", reason, message)
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).replace(microsecond=0).strftime(TIME_FORMAT)
+
+
+def age_seconds(since: str | None, now: str) -> float:
+    """Seconds from `since` to `now` (both RFC 3339 to the second, as now_iso writes); 0 without `since`."""
+    if not since:
+        return 0.0
+    return (datetime.strptime(now, TIME_FORMAT) - datetime.strptime(since, TIME_FORMAT)).total_seconds()
 
 
 def merge(

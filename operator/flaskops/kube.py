@@ -196,14 +196,30 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
-    def delete(self, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> bool:
-        """Delete; False when it was already gone."""
+    def delete(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        propagation: str = "Background",
+        *,
+        uid: str | None = None,
+    ) -> bool:
+        """Delete; False when it was already gone.
+
+        `uid`: delete only the object with this uid (DeleteOptions.preconditions). When the name now holds
+        another object (deleted and re-created by someone meanwhile) the API server refuses with 409
+        Conflict, raised here as ApiException: the caller decided about an object that is no longer there.
+        """
+        options: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": propagation,
+        }
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         try:
-            self.request(
-                "DELETE",
-                self._path(kind, namespace, name),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
-            )
+            self.request("DELETE", self._path(kind, namespace, name), body=options)
         except ApiException as exc:
             if exc.status == 404:
                 return False

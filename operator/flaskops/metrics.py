@@ -161,9 +161,9 @@ def provisioning(server: str) -> Iterator[None]:
     A refusal (the role or database belongs to someone else, an unsafe pairing) is the tenant's problem,
     not the server's: timed, not counted as a failure.
     """
-    # A local import: reconcile imports psycopg, which a process that only renders metrics does not need.
+    # A local import: the steps import psycopg, which a process that only renders metrics does not need.
     from .postgres.errors import DatabaseUnavailable, NotOwned
-    from .reconcile import Halt
+    from .steps.result import Halt
 
     start = time.monotonic()
     try:

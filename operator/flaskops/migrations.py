@@ -24,6 +24,7 @@ class JobView:
     # be pending: refused by a quota, unschedulable, or pulling its image).
     never_ran: bool = False
     created_at: str = ""
+    uid: str = ""  # which object this view is of (a delete names it as its precondition)
 
 
 def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -59,6 +60,7 @@ def view(job: Mapping[str, Any]) -> JobView:
         never_ran=outcome == RUNNING
         and not any(int(status.get(k) or 0) for k in ("ready", "succeeded", "failed")),
         created_at=str((job.get("metadata") or {}).get("creationTimestamp") or ""),
+        uid=str((job.get("metadata") or {}).get("uid") or ""),
     )
 
 

@@ -11,8 +11,8 @@ from e2e_support import Apps, OperatorProcess, deployment, flaskapp, jobs
 from kubernetes import client
 
 from flaskops import manifests, names
-from flaskops.reconcile import APPLIED_HASH
 from flaskops.spec import parse_flaskapp
+from flaskops.steps.children import APPLIED_HASH
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 

@@ -18,7 +18,7 @@ from e2e_support import Apps, deployment, flaskapp, jobs, secret_data
 from kubernetes import client
 
 from flaskops import names
-from flaskops.reconcile import DRIFT_REPAIRED
+from flaskops.steps.children import DRIFT_REPAIRED
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 

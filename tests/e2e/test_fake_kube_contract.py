@@ -429,8 +429,32 @@ def deletion(s: Side) -> dict[str, Any]:
     return out
 
 
+def delete_preconditions(s: Side) -> dict[str, Any]:
+    """A delete that names the uid it decided about removes only that object: a same-named object made
+    after it is refused with 409 Conflict (uids in the message replaced by which object they are)."""
+    api, ns = s.api, s.ns
+    out: dict[str, Any] = {}
+    for kind, body in (("Secret", secret("pre", ns, K="v")), ("Deployment", deployment("pre", ns))):
+        first = api.create(body)["metadata"]["uid"]
+        api.delete(kind, ns, "pre")
+        second = api.create(body)["metadata"]["uid"]
+
+        def stale(kind: str = kind, first: str = first, second: str = second) -> tuple[Any, ...] | str:
+            got = error(lambda: api.delete(kind, ns, "pre", uid=first))
+            if isinstance(got, str):
+                return got
+            return (*got[:3], got[3].replace(first, "<decided>").replace(second, "<re-created>"))
+
+        out[f"{kind} stale uid"] = stale()
+        out[f"{kind} still there"] = (api.get(kind, ns, "pre") or {}).get("metadata", {}).get("uid") == second
+        out[f"{kind} its uid"] = api.delete(kind, ns, "pre", uid=second)
+        out[f"{kind} gone"] = api.get(kind, ns, "pre")
+        out[f"{kind} missing with uid"] = api.delete(kind, ns, "pre", uid=second)
+    return out
+
+
 SCENARIOS = [errors_and_absence, generation_and_versions, flaskapp_status, label_selectors, field_selectors]
-SCENARIOS += [apply_and_managers, keyed_lists, deletion]
+SCENARIOS += [apply_and_managers, keyed_lists, deletion, delete_preconditions]
 
 
 @pytest.fixture

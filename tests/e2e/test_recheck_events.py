@@ -14,7 +14,7 @@ import pytest
 from e2e_support import Apps, Kube, OperatorProcess, flaskapp
 
 from flaskops import names
-from flaskops.reconcile import ROLLOUT_BLOCKED
+from flaskops.steps.status import ROLLOUT_BLOCKED
 from flaskops_testbed.waiting import NotYet, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from e2e_support import FAIL_LABEL, Apps, deployment, flaskapp, jobs
 from kubernetes import client
 
 from flaskops import names
-from flaskops.reconcile import RETRY_MIGRATION
+from flaskops.steps.migrate import RETRY_MIGRATION
 from flaskops_testbed.kube_fixtures import Kube
 from flaskops_testbed.waiting import NotYet, wait_for
 

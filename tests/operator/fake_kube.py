@@ -28,6 +28,7 @@ What the fake does as the API server does:
   ``status.successful``, Namespace ``status.phase``); lists come sorted by namespace and name;
 - merge patch as RFC 7386 (null deletes, maps merge, lists are replaced whole);
 - deletion: gone at once, or with finalizers a ``deletionTimestamp`` and gone when the last one is removed;
+  a ``preconditions.uid`` that names another object than the one under the name is a 409 Conflict;
 - ``managedFields``: one entry per (manager, operation, subresource) naming the fields it owns.
 
 Simplifications (documented here so no test leans on them by accident):
@@ -546,6 +547,7 @@ class FakeKube(Kube):
         name: str,
         propagation: str = "Background",
         *,
+        uid: str | None = None,
         manager: str = "",
     ) -> bool:
         self.calls.append(("delete", kind, manager or FIELD_MANAGER))
@@ -553,6 +555,18 @@ class FakeKube(Kube):
         live = self._objects.get(key)
         if live is None:
             return False
+        if uid is not None and uid != live["metadata"]["uid"]:
+            # The registry's BeforeDelete check, worded as it words it (it names the kind, not the resource).
+            info = _kind(kind)
+            what = f"{kind}.{info.group}" if info.group else kind
+            raise api_error(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {what} "{name}": the UID in the precondition ({uid}) does '
+                f"not match the UID in record ({live['metadata']['uid']}). The object might have been deleted "
+                "and then recreated",
+                info.details(name),
+            )
         if not live["metadata"].get("finalizers"):
             self._drop(key)
             return True

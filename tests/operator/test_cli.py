@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from flaskops import cli, manifests, names, reconcile
+from flaskops import cli, manifests, names
 from flaskops.spec import parse_flaskapp
+from flaskops.steps import migrate
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -121,7 +122,7 @@ def test_token_fits_the_rotation_field() -> None:
 
 
 def test_names_shared_with_the_operator_do_not_drift() -> None:
-    assert cli.RETRY_MIGRATION == reconcile.RETRY_MIGRATION
+    assert cli.RETRY_MIGRATION == migrate.RETRY_MIGRATION
     app = parse_flaskapp(APP)
     job_pod = manifests.migration_job(app)["spec"]["template"]["spec"]
     assert [c["name"] for c in job_pod["containers"]] == ["migrate"]

@@ -199,34 +199,34 @@ def test_pod_disruption_budget_allows_one_eviction_of_the_web_pods():
 
 def _as_applied(body):
     """A Deployment as the API returns it after the operator applied `body`."""
-    from flaskops import reconcile
+    from flaskops.steps import children
 
     out = copy.deepcopy(body)
-    out["metadata"].setdefault("annotations", {})[reconcile.APPLIED_HASH] = manifests.digest(body)
+    out["metadata"].setdefault("annotations", {})[children.APPLIED_HASH] = manifests.digest(body)
     return out
 
 
 def test_an_upgrade_alone_keeps_a_deployment_without_spread_until_its_pods_roll_anyway():
-    from flaskops.reconcile import _desired_deployment
+    from flaskops.steps.rollout import desired_deployment
 
     a = app()
     legacy = _as_applied(manifests.legacy_deployment(a, a.image, "x"))
-    kept = _desired_deployment(a, "x", legacy)
+    kept = desired_deployment(a, "x", legacy)
     # Same pod template (no restart): only the Deployment's own annotation is new.
     assert kept["spec"]["template"] == legacy["spec"]["template"]
     # Once annotated, still kept, as long as the template would not change otherwise; scaling too.
     annotated = _as_applied(kept)
     assert (
-        _desired_deployment(app(replicas=5), "x", annotated)["spec"]["template"] == legacy["spec"]["template"]
+        desired_deployment(app(replicas=5), "x", annotated)["spec"]["template"] == legacy["spec"]["template"]
     )
     # A real change (new Secret data, new image) rolls the pods anyway: the default spread comes with it.
-    rolled = _desired_deployment(a, "y", annotated)["spec"]["template"]["spec"]
+    rolled = desired_deployment(a, "y", annotated)["spec"]["template"]["spec"]
     assert "topologySpreadConstraints" in rolled
-    assert "topologySpreadConstraints" in _desired_deployment(a, "y", legacy)["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" in desired_deployment(a, "y", legacy)["spec"]["template"]["spec"]
     # New Deployments and those already spread get the default at once.
-    assert "topologySpreadConstraints" in _desired_deployment(a, "x", None)["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" in desired_deployment(a, "x", None)["spec"]["template"]["spec"]
     spread = _as_applied(manifests.deployment(a, a.image, "x"))
-    assert _desired_deployment(a, "x", spread) == manifests.deployment(a, a.image, "x")
+    assert desired_deployment(a, "x", spread) == manifests.deployment(a, a.image, "x")
 
 
 # --- the statement timeout below Gunicorn's worker timeout (issue 11, item 10) ---------------------------

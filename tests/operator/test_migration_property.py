@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from flaskops import names
-from flaskops.reconcile import RETRY_MIGRATION
+from flaskops.steps.migrate import RETRY_MIGRATION
 from tests.operator.behaviour_support import (
     APP,
     NS,

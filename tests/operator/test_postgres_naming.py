@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from flaskops import inventory, names, ownership, webhook
 from flaskops.postgres import naming
 from flaskops.postgres.url import Address, DatabaseIdentity
-from flaskops.reconcile import Halt, Reconciler
 from flaskops.spec import FlaskAppSpec, parse_flaskapp, parse_postgresserver
+from flaskops.steps import resolve
+from flaskops.steps.result import Halt
 from tests.operator.flaskapp_strategies import db_name, dns_label
 
 SERVER = parse_postgresserver(
@@ -100,7 +101,7 @@ class OneServerKube:
 
 
 def _resolve(a: FlaskAppSpec) -> DatabaseIdentity:
-    return Reconciler(OneServerKube())._resolve(a).identity
+    return resolve.target(OneServerKube(), a, lambda namespace: None).identity
 
 
 @given(name=dns_label, namespace=dns_label, dbname=st.none() | db_name)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from flaskops import names
-from flaskops.reconcile import DRIFT_REPAIRED
+from flaskops.steps.children import DRIFT_REPAIRED
 from flaskops_testbed.postgres import PostgresTarget
 from tests.operator.behaviour_support import (
     ADMIN_NS,

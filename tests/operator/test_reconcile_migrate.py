@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from flaskops import names
-from flaskops.reconcile import MIGRATION_ABANDONED, MIGRATION_BLOCKED, RETRY_MIGRATION, ROLLOUT_BLOCKED
+from flaskops.steps.migrate import MIGRATION_ABANDONED, MIGRATION_BLOCKED, RETRY_MIGRATION
+from flaskops.steps.status import ROLLOUT_BLOCKED
 from tests.operator.behaviour_support import (
     APP,
     NS,

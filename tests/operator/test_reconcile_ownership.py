@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from flaskops import manifests, names
-from flaskops.reconcile import NOT_OWNED
 from flaskops.spec import parse_flaskapp
+from flaskops.steps.children import NOT_OWNED
 from tests.operator.behaviour_support import (
     APP,
     NS,

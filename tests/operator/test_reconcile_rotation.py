@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flaskops import names
-from flaskops.reconcile import MAX_FALLBACKS
+from flaskops.steps.secretkey import MAX_FALLBACKS
 from tests.operator.behaviour_support import APP, NS, edit_spec, new_app, reconcile, settle
 from tests.operator.fake_kube import FakeKube
 

@@ -2,8 +2,8 @@
 
 from flaskops import conditions as c
 from flaskops import migrations, names, rollout
-from flaskops.reconcile import _summary, _transition_events
 from flaskops.spec import parse_flaskapp
+from flaskops.steps.status import summary, transition_events
 
 APP = parse_flaskapp(
     {
@@ -78,15 +78,15 @@ def test_summary_ready_only_when_everything_is_done():
         c.true(names.MIGRATED, "Migrated", ""),
         c.true(names.AVAILABLE, "MinimumReplicasAvailable", "2/2 replicas available"),
     )
-    ready, reconciling, stalled = _summary(ok, APP, rolled_out=True, stalled=False, retrying=False)
+    ready, reconciling, stalled = summary(ok, APP, rolled_out=True, stalled=False, retrying=False)
     assert (ready.status, reconciling.status, stalled.status) == ("True", "False", "False")
-    ready, reconciling, _ = _summary(ok, APP, rolled_out=False, stalled=False, retrying=False)
+    ready, reconciling, _ = summary(ok, APP, rolled_out=False, stalled=False, retrying=False)
     assert (ready.status, ready.reason, reconciling.status) == ("False", "RollingOut", "True")
 
 
 def test_summary_names_the_blocking_step_and_stalls_on_refusal():
     unsafe = step_conds(c.false(names.ENVIRONMENT_SAFE, "UnsafeDatabasePairing", "S1: ..."))
-    ready, reconciling, stalled = _summary(unsafe, APP, rolled_out=False, stalled=True, retrying=False)
+    ready, reconciling, stalled = summary(unsafe, APP, rolled_out=False, stalled=True, retrying=False)
     assert ready.reason == "UnsafeDatabasePairing"
     assert (reconciling.status, stalled.status) == ("False", "True")
     failing = step_conds(
@@ -95,30 +95,30 @@ def test_summary_names_the_blocking_step_and_stalls_on_refusal():
         c.false(names.MIGRATED, "MigrationFailed", "Job failed"),
         c.true(names.AVAILABLE, "MinimumReplicasAvailable", "2/2"),
     )
-    ready, _, stalled = _summary(failing, APP, rolled_out=True, stalled=True, retrying=False)
+    ready, _, stalled = summary(failing, APP, rolled_out=True, stalled=True, retrying=False)
     assert (ready.reason, stalled.reason) == ("MigrationFailed", "MigrationFailed")
 
 
 def test_events_only_on_transitions():
     before = step_conds(c.false(names.MIGRATED, "Migrating", "running"))
     after = step_conds(c.false(names.MIGRATED, "MigrationFailed", "boom"), c.true(names.READY, "Ready", ""))
-    events = _transition_events(before, after)
+    events = transition_events(before, after)
     assert [(e.type, e.reason) for e in events] == [("Warning", "MigrationFailed"), ("Normal", "Ready")]
-    assert _transition_events(after, after) == []
+    assert transition_events(after, after) == []
 
 
 def test_first_rollout_is_progress_not_a_warning():
     first = step_conds(c.false(names.AVAILABLE, "NotDeployed", "no Deployment yet"))
-    assert _transition_events([], first) == []
+    assert transition_events([], first) == []
     rolling = step_conds(c.false(names.AVAILABLE, "MinimumReplicasUnavailable", "0/2"))
-    assert _transition_events(first, rolling) == []
-    lost = _transition_events(step_conds(c.true(names.AVAILABLE, "MinimumReplicasAvailable", "2/2")), rolling)
+    assert transition_events(first, rolling) == []
+    lost = transition_events(step_conds(c.true(names.AVAILABLE, "MinimumReplicasAvailable", "2/2")), rolling)
     assert [(e.type, e.reason) for e in lost] == [("Warning", "MinimumReplicasUnavailable")]
 
 
 def test_unreachable_database_warns():
     down = step_conds(c.false(names.DATABASE_READY, "DatabaseUnavailable", "connection refused"))
-    assert [e.type for e in _transition_events([], down)] == ["Warning"]
+    assert [e.type for e in transition_events([], down)] == ["Warning"]
 
 
 def test_the_first_failed_step_blocks_even_before_the_pairing_was_judged():
@@ -127,11 +127,11 @@ def test_the_first_failed_step_blocks_even_before_the_pairing_was_judged():
     conds = c.merge(
         [], [c.false(names.DATABASE_READY, "ServerNotFound", "PostgresServer 'mian' does not exist")], 1, "t"
     )
-    ready = {x.type: x for x in _summary(conds, APP, rolled_out=False, stalled=False, retrying=False)}[
+    ready = {x.type: x for x in summary(conds, APP, rolled_out=False, stalled=False, retrying=False)}[
         names.READY
     ]
     assert (ready.status, ready.reason) == ("False", "ServerNotFound")
-    pending = {x.type: x for x in _summary([], APP, rolled_out=False, stalled=False, retrying=False)}
+    pending = {x.type: x for x in summary([], APP, rolled_out=False, stalled=False, retrying=False)}
     assert pending[names.READY].reason == "Pending"
 
 
