@@ -20,8 +20,8 @@ from . import conditions as c
 from . import names, serverstatus
 from .kube import merge_patch_diff
 from .postgres import server as pg
-from .reconcile import Event
 from .spec import parse_postgresserver
+from .steps.result import Event
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import budget, names
 from . import conditions as c
-from .reconcile import Event
+from .steps.result import Event
 
 if TYPE_CHECKING:
     from .postgres.server import ServerFacts
