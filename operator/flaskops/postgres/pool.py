@@ -77,6 +77,14 @@ def _login_kwargs(admin: AdminConnection) -> dict[str, Any]:
         "application_name": APPLICATION_NAME,
         # CREATE DATABASE and DROP DATABASE refuse to run inside a transaction block.
         "autocommit": True,
+        # A kept connection whose server vanished without a word (a failover, a cut network) fails within
+        # seconds instead of waiting out the kernel's retransmissions (~15 min): keepalives while idle or
+        # waiting, and a bound on unacknowledged writes.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 2 * admin.connect_timeout * 1000,
     }
 
 
