@@ -210,6 +210,22 @@ def test_a_terminated_admin_backend_does_not_fail_the_next_provisioning(
     assert after and pid not in after
 
 
+def test_a_connection_lost_mid_session_fails_that_session_only(
+    postgres: PostgresTarget, pools: pool.AdminPools, admins: Admins
+) -> None:
+    admin = admins(postgres)
+    _provision(admin, postgres, admins)
+    with pytest.raises(DatabaseUnavailable) as info, pg._admin_session(admin, lock="lost") as conn:
+        pid = conn.info.backend_pid
+        with _superuser(postgres) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.execute("SELECT 1")
+
+    assert admin.password not in f"{info.value} {info.value.reason}"
+    _provision(admin, postgres, admins)
+    assert pid not in _backends(postgres, admin)
+
+
 def test_provisioning_recovers_from_a_server_restart_and_reports_the_outage(
     restartable_postgres: LocalPostgres, pools: pool.AdminPools, admins: Admins
 ) -> None:

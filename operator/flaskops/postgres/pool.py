@@ -7,8 +7,8 @@ admin Secret) means a new pool, and the one it supersedes (same host, port and u
 holds at most `max_size` connections (the provisioning gate's width, FLASKOPS_PROVISION_CONCURRENCY) and
 none once unused: it gives one back per `max_idle / max_size` seconds of disuse, so a server's last one
 closes about `max_idle` (FLASKOPS_ADMIN_IDLE_SECONDS) after its last use and a settled operator holds no
-PostgreSQL connection. At most `max_pools` pools exist (the least recently used is closed first), so
-deleted PostgresServers leak nothing.
+PostgreSQL connection. At most `max_pools` pools exist (the least recently used is closed first, with its
+two threads), so a deleted PostgresServer's pool holds no connection once idle and goes when evicted.
 
 A pooled connection is checked with an empty query when it is handed out (a server restart or a
 terminated backend costs a new login, not a failed provisioning). Logins happen in the pool's own thread,

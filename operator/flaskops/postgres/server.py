@@ -1,4 +1,4 @@
-"""The PostgreSQL server: the SQL the operator runs as the admin (with `pool`, the only modules importing psycopg).
+"""The PostgreSQL server: the SQL the operator runs as the admin (psycopg is imported here and in `pool`).
 
 An app's role and database (create, take up, drop), its password as a SCRAM verifier, the server check's
 facts. Each function takes one admin connection per call from its server's pool (`pool.POOLS`; the server
