@@ -1,9 +1,10 @@
 """The admin's connections to each PostgresServer: who the admin is, how it logs in, which logins are kept.
 
-Opening an admin connection costs a TCP connect and a SCRAM login (~21 % of the operator's CPU in the
-500-app profile when every provisioning and drop opened its own). So one `psycopg_pool.ConnectionPool` per
-admin identity keeps them: `AdminConnection` is the key, so a new password, user or address (a rotated
-admin Secret) means a new pool, and the one it supersedes (same host, port and user) is closed. Each pool
+Opening an admin connection costs a TCP connect and a SCRAM login: ~21 % of the operator's CPU in the
+500-app profile, 3.2-3.6 ms of an 8.2-8.8 ms provisioning in bench/pg_admin_pool.py. So one
+`psycopg_pool.ConnectionPool` per admin identity keeps them: `AdminConnection` is the key, so a new
+password, user or address (a rotated admin Secret) means a new pool, and the one it supersedes (same host,
+port and user) is closed. Each pool
 holds at most `max_size` connections (the provisioning gate's width, FLASKOPS_PROVISION_CONCURRENCY) and
 none once unused: it gives one back per `max_idle / max_size` seconds of disuse, so a server's last one
 closes about `max_idle` (FLASKOPS_ADMIN_IDLE_SECONDS) after its last use and a settled operator holds no
@@ -113,9 +114,10 @@ class _Entry:
 
 
 class Lease:
-    """One admin connection for one session: `conn`, configured; `release()` hands it back exactly once.
+    """One admin connection for one session; `release()` hands it back.
 
-    `fresh` is True for a connection the caller logged in itself (closed on release, never pooled).
+    `fresh` is True for a login of the caller's own: not configured yet (`configure_session`), closed on
+    release, never pooled. A pooled `conn` was configured at its login.
     """
 
     def __init__(self, conn: psycopg.Connection, pool: ConnectionPool[psycopg.Connection] | None) -> None:
