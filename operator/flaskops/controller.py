@@ -21,10 +21,13 @@ from . import conditions as c
 from . import runtime as runtime_mod
 from . import settings as settings_mod
 from .kube import FIELD_MANAGER, Kube, is_conflict, is_not_found, merge_patch_diff, own_namespace
+from .postgres import pool as pg_pool
 from .reconcile import Event, Reconciler, Result
 
 log = logging.getLogger("flaskops")
 CONFIG = settings_mod.from_env()
+# Admin connections kept per PostgresServer: as many as its provisioning gate lets run at once.
+pg_pool.configure(max_size=CONFIG.provision_concurrency, max_idle=CONFIG.admin_idle_seconds)
 __all__ = ["FIELD_MANAGER", "own_namespace"]
 
 # How soon a failed reconcile runs again.

@@ -130,6 +130,7 @@ def stop(**_: Any) -> None:
     controller.runtime().stop()
     if controller.SERVER_CHECKS is not None:
         controller.SERVER_CHECKS.stop()
+    controller.pg_pool.close_all()
 
 
 # --- indexes: compact views of everything the reconcile and the webhook read -----------------------------

@@ -35,6 +35,9 @@ class Settings:
     max_workers: int = 8
     # Concurrent CREATE DATABASE statements per server: PostgreSQL serialises much of it anyway.
     provision_concurrency: int = 4
+    # Seconds after its last use that the operator holds no admin connection to a PostgresServer (it keeps
+    # up to provision_concurrency of them per server while provisioning: postgres/pool.py).
+    admin_idle_seconds: float = 60.0
     connect_timeout: int = 5
     # Several replicas: all serve the webhook, only the holder of this Lease reconciles (the chart turns it
     # on). Off, the process reconciles at once and alone, as a single local `python -m flaskops` does.
@@ -71,6 +74,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=int(e.get("FLASKOPS_METRICS_PORT", d.metrics_port)),
         max_workers=int(e.get("FLASKOPS_MAX_WORKERS", d.max_workers)),
         provision_concurrency=int(e.get("FLASKOPS_PROVISION_CONCURRENCY", d.provision_concurrency)),
+        admin_idle_seconds=float(e.get("FLASKOPS_ADMIN_IDLE_SECONDS", d.admin_idle_seconds)),
         connect_timeout=int(e.get("FLASKOPS_CONNECT_TIMEOUT", d.connect_timeout)),
         leader_election=e.get("FLASKOPS_LEADER_ELECTION", "false").lower() == "true",
         lease_name=e.get("FLASKOPS_LEASE_NAME") or d.lease_name,
@@ -94,6 +98,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if e.get("FLASKOPS_LEADER_ELECTION", "false").lower() not in ("true", "false"):
         raise ValueError("FLASKOPS_LEADER_ELECTION must be true or false")
+    if not cfg.admin_idle_seconds > 0:
+        raise ValueError("FLASKOPS_ADMIN_IDLE_SECONDS must be above 0")
     if not cfg.server_check_seconds >= 1:
         raise ValueError("FLASKOPS_SERVER_CHECK_SECONDS must be at least 1")
     if not 0 < cfg.webhook_cert_renew_before_days < cfg.webhook_cert_validity_days:

@@ -19,6 +19,7 @@ def test_values_are_read():
     )
     assert (lease.leader_election, lease.lease_name, lease.lease_namespace) == (True, "l", "ops")
     assert from_env({}).leader_election is False
+    assert from_env({"FLASKOPS_ADMIN_IDLE_SECONDS": "2.5"}).admin_idle_seconds == 2.5
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,7 @@ def test_values_are_read():
         ({"FLASKOPS_PROVISION_CONCURRENCY": "0"}, "FLASKOPS_PROVISION_CONCURRENCY"),
         ({"FLASKOPS_LEADER_ELECTION": "yes"}, "FLASKOPS_LEADER_ELECTION"),
         ({"FLASKOPS_SERVER_CHECK_SECONDS": "0.5"}, "FLASKOPS_SERVER_CHECK_SECONDS"),
+        ({"FLASKOPS_ADMIN_IDLE_SECONDS": "0"}, "FLASKOPS_ADMIN_IDLE_SECONDS"),
     ],
 )
 def test_unusable_values_are_refused_by_name(env, named):

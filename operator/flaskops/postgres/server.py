@@ -1,8 +1,9 @@
-"""The PostgreSQL server: the only module that imports psycopg.
+"""The PostgreSQL server: the SQL the operator runs as the admin (psycopg is imported here and in `pool`).
 
 An app's role and database (create, take up, drop), its password as a SCRAM verifier, the server check's
-facts. Each function opens one connection per call, so kopf may run them from its thread pool at once;
-they are idempotent, so a retry after any failure is always safe. What they decide comes from pure code:
+facts. Each function takes one admin connection per call from its server's pool (`pool.POOLS`; the server
+check logs in afresh), so the reconcile workers may run them at once; they are idempotent, so a retry
+after any failure is always safe. What they decide comes from pure code:
 names from `naming`, ownership from `flaskops.ownership`; what they raise is in `errors`.
 """
 
@@ -14,13 +15,14 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors, sql
 
 from flaskops import ownership
 
+from . import pool
 from .errors import (
     AdminAuthFailed,
     AdminPermissionDenied,
@@ -29,6 +31,7 @@ from .errors import (
     ProvisioningFailed,
 )
 from .naming import check_identifier, parse_stamp
+from .pool import AdminConnection
 
 __all__ = [
     "AdminAuthFailed",
@@ -65,22 +68,6 @@ def _scram_verifier(conn: psycopg.Connection, role: str, password: str) -> str:
 
 
 @dataclass(frozen=True)
-class AdminConnection:
-    """How to reach a PostgresServer as its admin; the password never shows in repr()."""
-
-    host: str
-    port: int
-    sslmode: str
-    username: str
-    password: str = field(repr=False)
-    connect_timeout: int = 5
-    # Bounds every statement, so a lock held elsewhere cannot hang a kopf worker thread.
-    statement_timeout_ms: int = 30_000
-    lock_timeout_ms: int = 10_000
-    maintenance_db: str = "postgres"
-
-
-@dataclass(frozen=True)
 class ProvisionResult:
     """What ensure_database found and did; `stamp` is the environment on the database afterwards."""
 
@@ -114,22 +101,17 @@ def _scrub(text: str, *secret_values: str) -> str:
 
 
 @contextmanager
-def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterator[psycopg.Connection]:
-    """An autocommit admin connection, turning every psycopg error into a DatabaseUnavailable."""
+def _admin_session(
+    admin: AdminConnection, *, lock: str | None = None, pooled: bool = True
+) -> Iterator[psycopg.Connection]:
+    """An autocommit admin connection, turning every psycopg error into a DatabaseUnavailable.
+
+    Pooled (pool.POOLS) unless `pooled` is False: then a login of its own, closed afterwards. The
+    advisory lock on `lock` is released before the connection goes back to its pool.
+    """
     where = f"PostgreSQL at {admin.host}:{admin.port} as {admin.username!r}"
     try:
-        conn = psycopg.connect(
-            host=admin.host,
-            port=admin.port,
-            user=admin.username,
-            password=admin.password,
-            dbname=admin.maintenance_db,
-            sslmode=admin.sslmode,
-            connect_timeout=admin.connect_timeout,
-            application_name="flaskops",
-            # CREATE DATABASE and DROP DATABASE refuse to run inside a transaction block.
-            autocommit=True,
-        )
+        lease = pool.POOLS.lease(admin) if pooled else pool.Lease(pool.login(admin), None)
     except psycopg.Error as exc:
         message = _scrub(str(exc).strip(), admin.password)
         if _AUTH_FAILURE.search(message):
@@ -142,16 +124,21 @@ def _admin_session(admin: AdminConnection, *, lock: str | None = None) -> Iterat
             f"cannot connect to {where}: {message}",
             f"cannot connect to the database server at {admin.host}:{admin.port} ({_connect_cause(message)})",
         ) from None
+    conn = lease.conn
     try:
-        with conn:
-            conn.execute(sql.SQL("SET statement_timeout = {}").format(admin.statement_timeout_ms))
-            # A lock held elsewhere (another operator's advisory lock, a session on a database being
-            # dropped) fails fast instead of holding a worker thread; the caller retries.
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(admin.lock_timeout_ms))
+        locked = False
+        try:
+            if lease.fresh:
+                pool.configure_session(conn, admin)
             if lock is not None:
                 # Serializes flaskops instances working on one database, so check-then-write is atomic.
                 conn.execute("SELECT pg_advisory_lock(%s::bigint)", (_lock_key(lock, admin.password),))
+                locked = True
             yield conn
+        finally:
+            if locked:
+                _unlock(conn)
+            lease.release()
     except errors.InsufficientPrivilege as exc:
         raise AdminPermissionDenied(
             f"{where}: {_scrub(str(exc).strip(), admin.password)}; "
@@ -196,6 +183,15 @@ def _lock_key(name: str, secret: str) -> int:
     # a tenant who could compute the key could hold it and stall every provisioning of that name.
     digest = hmac.digest(secret.encode(), f"flaskops:{name}".encode(), "sha256")
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _unlock(conn: psycopg.Connection) -> None:
+    """Release the session's advisory locks before its connection is reused; a connection that cannot
+    (broken, mid-statement) is closed instead, which releases them too, and its pool discards it."""
+    try:
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    except psycopg.Error:
+        conn.close()
 
 
 def _database_facts(conn: psycopg.Connection, dbname: str) -> ownership.DatabaseFacts | None:
@@ -460,7 +456,9 @@ def probe_server(admin: AdminConnection) -> ServerFacts:
     Read-only, one short session. Raises AdminAuthFailed when the credentials are refused and
     DatabaseUnavailable (or another subclass) when the server cannot be reached or answers with an error.
     """
-    with _admin_session(admin) as conn:
+    # A login of its own, not a pooled connection: the check proves that the Secret's credentials log in
+    # now, and a settled operator keeps no connection open for it.
+    with _admin_session(admin, pooled=False) as conn:
         row = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
             " current_setting('max_connections')::int,"
