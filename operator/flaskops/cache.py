@@ -277,6 +277,19 @@ class ObjectCache:
             self._overlay[(kind, namespace or "", name)] = gone
             self._verified.pop((kind, namespace or "", name), None)
 
+    def watched_deletion(self, kind: str, namespace: str | None, name: str, last: Mapping[str, Any]) -> None:
+        """The watch delivered an object's DELETED event (`last`: its final state): the index drops it by
+        itself; what the operator wrote of it up to that version goes too — its own deletion's tombstone
+        included. Only a write newer than the deletion (a re-creation whose ADDED event is still in
+        flight) stays. Tombstones kept for every deleted child grew the overlay by one per superseded
+        migration Job, i.e. per upgrade (the memory soak's slope)."""
+        key = (kind, namespace or "", name)
+        with self._guard:
+            held = self._overlay.get(key)
+            if held is not None and _rv(unpack(held)) <= _rv(last):
+                del self._overlay[key]
+            self._verified.pop(key, None)
+
     # --- drift: which live objects were compared with what the operator wants --------------------------
 
     def verified(self, current: Mapping[str, Any], desired_digest: str) -> bool:

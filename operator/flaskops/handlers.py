@@ -289,7 +289,7 @@ async def child_changed(
     # a child someone deleted or edited: the reconcile puts it back (drift). The initial listing is not.
     if type == "DELETED":
         # The index forgets it by itself; what the operator itself wrote of it must go too.
-        controller.CACHE.deleted(str(body.get("kind")), namespace, name, body)
+        controller.CACHE.watched_deletion(str(body.get("kind")), namespace, name, body)
     else:
         controller.CACHE.seen(str(body.get("kind")), namespace, name, body["metadata"].get("resourceVersion"))
     if type is not None:

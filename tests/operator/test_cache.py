@@ -89,6 +89,26 @@ def test_own_deletion_hides_the_object_until_the_watch_removes_it():
     assert cache.get("Deployment", "team", "shop") is None
 
 
+def test_a_watched_deletion_retires_what_the_operator_wrote_of_the_object():
+    store = index(view("Deployment", deployment("10")))
+    cache = ObjectCache()
+    cache.attach("Deployment", store)
+    # Its own deletion: a tombstone until the watch's DELETED event (a final, newer version) arrives.
+    cache.deleted("Deployment", "team", "shop", cache.get("Deployment", "team", "shop"))
+    store.clear()
+    cache.watched_deletion("Deployment", "team", "shop", deployment("11"))
+    # A write, then someone else deletes the object.
+    cache.wrote(deployment("20", name="web"))
+    cache.verify(deployment("20", name="web"), "want")
+    cache.watched_deletion("Deployment", "team", "web", deployment("21", name="web"))
+    assert cache.sizes() == {"overlay": 0, "verified": 0}
+    # A re-creation written after the deletion the watch reports late is kept.
+    cache.wrote(deployment("31", name="again"))
+    cache.watched_deletion("Deployment", "team", "again", deployment("30", name="again"))
+    assert rollout_view(cache.get("Deployment", "team", "again")).image == "shop:1"
+    assert cache.sizes()["overlay"] == 1
+
+
 def test_verified_only_while_the_content_is_unchanged():
     store = index(view("Deployment", deployment("10")))
     cache = ObjectCache()
