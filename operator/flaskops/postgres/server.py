@@ -194,6 +194,23 @@ def _unlock(conn: psycopg.Connection) -> None:
         conn.close()
 
 
+# lock_timeout (ms) of a write to a row the app's own role can lock: its pg_authid row (any role may ALTER
+# ROLE CURRENT_USER PASSWORD in a transaction it keeps open) or its database's comment (the owner may
+# COMMENT ON DATABASE). A tenant holding such a lock would otherwise keep the server's shared admin
+# connection, the provisioning slot and the advisory lock for the session's whole lock_timeout (10 s) on
+# every pass; now its own pass fails "busy" within this and is retried, and nobody else waits.
+TENANT_LOCK_TIMEOUT_MS = 1000
+
+
+def _on_tenant_row(conn: psycopg.Connection, statement: sql.Composable) -> None:
+    """Run `statement` (a write to the app's own role or database) with TENANT_LOCK_TIMEOUT_MS: in a
+    transaction of its own, so the SET LOCAL ends with it and the pooled connection keeps its settings.
+    Raises psycopg.errors.LockNotAvailable when the row stays locked that long."""
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(TENANT_LOCK_TIMEOUT_MS))
+        conn.execute(statement)
+
+
 def _database_facts(conn: psycopg.Connection, dbname: str) -> ownership.DatabaseFacts | None:
     row = conn.execute(
         "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database'), datistemplate"
@@ -260,8 +277,8 @@ def _logs_in(admin: AdminConnection, role: str, password: str, dbname: str) -> b
 
 
 def _comment(conn: psycopg.Connection, kind: str, name: str, text: str) -> None:
-    conn.execute(
-        sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.Identifier(name), sql.Literal(text))
+    _on_tenant_row(
+        conn, sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.Identifier(name), sql.Literal(text))
     )
 
 
@@ -307,8 +324,8 @@ def _set_connection_limit(conn: psycopg.Connection, role: str, limit: int) -> bo
     row = conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     if row is not None and row[0] == limit:
         return False
-    conn.execute(
-        sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(role), sql.Literal(limit))
+    _on_tenant_row(
+        conn, sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(role), sql.Literal(limit))
     )
     return True
 
@@ -392,10 +409,11 @@ def ensure_database(
                 if not role_created:  # a concurrent creator won between our read and our write
                     raise DatabaseUnavailable(f"role {role!r} appeared while it was being provisioned")
             elif set_password or plan.role == "adopt":
-                conn.execute(
+                _on_tenant_row(
+                    conn,
                     sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
                         sql.Identifier(role), sql.Literal(_scram_verifier(conn, role, password))
-                    )
+                    ),
                 )
                 password_set = True
             if not role_created and connection_limit is not None:
@@ -517,7 +535,7 @@ def drop_database(admin: AdminConnection, owner: ownership.Owner, dbname: str, r
         if drop_role:
             _make_admin_member_of(conn, role)
             # NOLOGIN first, so the app's pool cannot reconnect between the terminate and the drop.
-            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            _on_tenant_row(conn, sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
         if drop_db:
             # End the app's own sessions (the admin is a member of its role, so it may), then a plain DROP
             # DATABASE: it also stops autovacuum workers on the database itself, whereas WITH (FORCE) makes a
