@@ -202,7 +202,7 @@ def _unlock(conn: psycopg.Connection) -> None:
 TENANT_LOCK_TIMEOUT_MS = 1000
 
 
-def _on_tenant_row(conn: psycopg.Connection, statement: sql.Composable) -> None:
+def _on_tenant_row(conn: psycopg.Connection, statement: sql.Composed) -> None:
     """Run `statement` (a write to the app's own role or database) with TENANT_LOCK_TIMEOUT_MS: in a
     transaction of its own, so the SET LOCAL ends with it and the pooled connection keeps its settings.
     Raises psycopg.errors.LockNotAvailable when the row stays locked that long."""
