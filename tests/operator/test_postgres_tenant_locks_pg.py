@@ -144,6 +144,21 @@ def test_a_tenant_locking_its_own_role_holds_no_admin_connection_for_the_lock_ti
         # this, one tenant keeps every other tenant's provisioning on the server waiting.
         assert isinstance(outcome.get("error"), DatabaseUnavailable)
         assert float(outcome["seconds"]) < 3.0, f"held the admin connection {outcome['seconds']:.1f} s"
+        # The failed pass left its pooled connection as every use finds it: no transaction open, the
+        # short lock_timeout gone with its transaction, no advisory lock.
+        [stats] = pools.stats()
+        assert stats["pool_size"] == 1
+        lease = pool.POOLS.lease(tenants.admin)
+        try:
+            assert not lease.fresh
+            conn = lease.conn
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+            assert conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            ).fetchone() == (0,)
+        finally:
+            lease.release()
     finally:
         hostile.close()
 
