@@ -48,6 +48,10 @@ def review(
     `namespace_labels`, `server_ids` and the server's connection budget (which other apps use up) are
     ignored, and the rules that read them (S5, allowedNamespaces) are left to reconcile, which refuses
     before it touches anything.
+
+    A PostgresServer that does not admit the namespace (authenticated), or that admits only some
+    namespaces (anonymous: the caller may be in any), is not described any further: no rule reading its
+    host or environments (S1-S4) and no budget warning, as reconcile's NamespaceNotAllowed names only it.
     """
     if not authenticated:
         others, namespace_labels, server_ids = (), None, None
@@ -62,14 +66,20 @@ def review(
             out.warnings.append(
                 f"PostgresServer '{app.database.server}' does not exist yet; the app waits for it"
             )
-        else:
-            if authenticated and not tenancy.admits(server.get("allowedNamespaces"), namespace_labels):
-                out.violations.append(
-                    Violation(
-                        tenancy.NAMESPACE_NOT_ALLOWED,
-                        tenancy.refusal_message(app.database.server, app.namespace),
-                    )
+        elif authenticated and not tenancy.admits(server.get("allowedNamespaces"), namespace_labels):
+            # Refused for its namespace: nothing more of the server (its host, its environments) is told,
+            # as reconcile tells nothing more (tenancy.refusal_message).
+            out.violations.append(
+                Violation(
+                    tenancy.NAMESPACE_NOT_ALLOWED,
+                    tenancy.refusal_message(app.database.server, app.namespace),
                 )
+            )
+        elif not authenticated and not tenancy.admits(server.get("allowedNamespaces"), None):
+            # A server only some namespaces may use, asked by an anonymous caller who may be in any of
+            # them: its configuration is left to reconcile, which judges the namespace first.
+            pass
+        else:
             try:
                 identity = naming.identity_for(app, Address(server["host"], int(server["port"])))
             except naming.ReservedName:

@@ -40,7 +40,7 @@ class Watched(dict):
         return super().__getitem__(key)
 
 
-def _app(namespace: str, name: str, db: str, env: str = "production") -> dict[str, Any]:
+def _app(namespace: str, name: str, db: str, env: str = "production", server: str = "pg") -> dict[str, Any]:
     return {
         "apiVersion": "flaskops.dev/v1alpha1",
         "kind": "FlaskApp",
@@ -50,7 +50,7 @@ def _app(namespace: str, name: str, db: str, env: str = "production") -> dict[st
             "environment": env,
             "replicas": 2,
             "resources": {"requests": {"cpu": "100m"}},
-            "database": {"server": "pg", "name": db},
+            "database": {"server": server, "name": db},
         },
     }
 
@@ -120,3 +120,47 @@ def test_the_api_servers_review_reads_them(monkeypatch: pytest.MonkeyPatch, tmp_
     answer, _ = _review(_app("mallory", "probe", "gb"), apps, labels)
     assert answer.startswith("403"), answer
     assert apps.reads
+
+
+def _gated(host: str, environments: list[str]) -> dict[str, Any]:
+    """A PostgresServer only namespaces labelled tenant=acme may use (acme's own server)."""
+    return inventory.server_entry(
+        {
+            "host": host,
+            "environments": environments,
+            "allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"tenant": "acme"}}},
+        }
+    )
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_a_server_that_does_not_admit_the_namespace_tells_nothing_of_its_configuration(
+    authenticated: bool,
+) -> None:
+    """Finding 3 (fixed): a review naming acme's server told any namespace its host and environments
+    (S1-S3 "host 'pg.acme-prod.svc' has the token 'prod'", S4 "admits environments [...]"), though
+    reconcile refuses such an app with the server's name alone (tenancy.refusal_message)."""
+    from flaskops.webhook import review
+
+    probe = _app("mallory", "probe", "gb", "development", server="acme-db")
+    answers = {
+        repr((r.violations, r.warnings))
+        for r in (
+            review(
+                probe,
+                {"acme-db": server},
+                [],
+                namespace_labels={"tenant": "mallory"},
+                authenticated=authenticated,
+            )
+            for server in (
+                _gated("pg.acme-prod.svc", ["production"]),
+                _gated("pg.acme.svc", ["development", "production"]),
+                _gated("pg.acme-test.svc", ["testing"]),
+            )
+        )
+    }
+    assert len(answers) == 1, answers
+    [answer] = answers
+    assert "does not exist" not in answer  # the server was found (its existence is no secret)
+    assert "acme-prod" not in answer and "environments" not in answer
