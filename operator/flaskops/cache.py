@@ -167,6 +167,10 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
 Key = tuple[str, str, str]  # (kind, namespace or "", name)
 # How long a list of Events is shared between reconciles (CachedClient.list).
 LIST_TTL_SECONDS = 5.0
+# How long a watched deletion is remembered, so that an answer to a request sent before it (a GET or a
+# write a reconcile thread records after the watch's DELETED event) is not kept as the live object. Well
+# above any request's duration; the memory is one entry per child deleted within it.
+RECENT_DELETION_SECONDS = 120.0
 # A kopf index's lookup: key -> the views stored under it (kopf.Index is a Mapping of such stores).
 Lookup = Callable[[Any], Iterable[Mapping[str, Any]] | None]
 
@@ -189,6 +193,8 @@ class ObjectCache:
         self._verified: dict[Key, tuple[str, str]] = {}
         # (kind, namespace, selector, fields) -> (monotonic time, items): lists shared for a few seconds.
         self._lists: dict[tuple[str, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
+        # key -> (resourceVersion of its watched deletion, monotonic time seen): RECENT_DELETION_SECONDS.
+        self._deletions: dict[Key, tuple[int, float]] = {}
         self._guard = threading.Lock()
 
     def attach(self, kind: str, index: Mapping[Any, Iterable[Mapping[str, Any]]]) -> None:
@@ -264,8 +270,13 @@ class ObjectCache:
         kind = str(body.get("kind") or "")
         meta = body.get("metadata") or {}
         seen = view(kind, body)
+        key = (kind, meta.get("namespace") or "", meta["name"])
         with self._guard:
-            self._overlay[(kind, meta.get("namespace") or "", meta["name"])] = _pack(seen)
+            gone = self._deletions.get(key)
+            if gone is not None and _rv(body) <= gone[0]:
+                # Answered before the deletion the watch already reported: not the object there now.
+                return seen
+            self._overlay[key] = _pack(seen)
         return seen
 
     def deleted(self, kind: str, namespace: str | None, name: str, last: Mapping[str, Any] | None) -> None:
@@ -284,11 +295,23 @@ class ObjectCache:
         flight) stays. Tombstones kept for every deleted child grew the overlay by one per superseded
         migration Job, i.e. per upgrade (the memory soak's slope)."""
         key = (kind, namespace or "", name)
+        now = time.monotonic()
         with self._guard:
             held = self._overlay.get(key)
             if held is not None and _rv(unpack(held)) <= _rv(last):
                 del self._overlay[key]
             self._verified.pop(key, None)
+            # A request answered before this deletion may still be recorded after it (`wrote`).
+            # Oldest first (insertion order): drop the expired ones from the front, then append this one.
+            expired = []
+            for old, (_, at) in self._deletions.items():
+                if now - at <= RECENT_DELETION_SECONDS:
+                    break
+                expired.append(old)
+            for old in expired:
+                del self._deletions[old]
+            self._deletions.pop(key, None)
+            self._deletions[key] = (_rv(last), now)
 
     # --- drift: which live objects were compared with what the operator wants --------------------------
 

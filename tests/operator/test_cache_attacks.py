@@ -185,14 +185,10 @@ def test_a_watched_deletion_retires_a_write_recorded_before_it_and_keeps_a_newer
     assert (c.get("Deployment", "team", "shop") or {})["metadata"]["resourceVersion"] == "102"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: a read or write answered before a deletion but recorded after the watch's DELETED "
-    "event (a reconcile thread racing the event loop) stays in the overlay for good: the deleted child is "
-    "served as present and never recreated until restart (pre-existing: the tombstone it replaced was "
-    "overwritten the same way)",
-)
 def test_a_write_recorded_after_the_watch_reported_its_deletion_is_not_served() -> None:
+    """Finding 4 (fixed): a deleted child was served as present (and, verified, never recreated until
+    its spec changed or the operator restarted) when a reconcile thread recorded an answer from before
+    the deletion after the event loop had handled the watch's DELETED event."""
     c = cache.ObjectCache()
     c.attach("Deployment", {})
     # The tenant deletes the Deployment while a reconcile's GET (or apply) of version 100 is in flight:
@@ -200,3 +196,19 @@ def test_a_write_recorded_after_the_watch_reported_its_deletion_is_not_served() 
     c.watched_deletion("Deployment", "team", "shop", _child_deployment("101"))
     c.wrote(_child_deployment("100"))
     assert c.get("Deployment", "team", "shop") is None
+    # The operator's own re-creation (a newer version) is recorded as ever.
+    c.wrote(_child_deployment("105"))
+    assert (c.get("Deployment", "team", "shop") or {})["metadata"]["resourceVersion"] == "105"
+
+
+def test_watched_deletions_are_remembered_for_a_while_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What finding 4's fix keeps: one entry per child deleted in the last RECENT_DELETION_SECONDS."""
+    now = [1000.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    c = cache.ObjectCache()
+    for i in range(50):
+        c.watched_deletion("Job", "team", f"shop-migrate-{i}", _child_deployment(str(100 + i)))
+    assert len(c._deletions) == 50
+    now[0] += cache.RECENT_DELETION_SECONDS + 1
+    c.watched_deletion("Job", "team", "shop-migrate-x", _child_deployment("200"))
+    assert list(c._deletions) == [("Job", "team", "shop-migrate-x")]
