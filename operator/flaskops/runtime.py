@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import ctypes.util
 import heapq
 import itertools
 import logging
@@ -26,6 +28,35 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# After this many reconciles, a queue that runs dry gives the C heap's free pages back (release_memory).
+TRIM_AFTER_RECONCILES = 50
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on a C library without it (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc `malloc_trim(0)`); False where there is no such call.
+
+    After a burst (1000 apps installed or upgraded: JSON bodies of every watch event and API answer, larger
+    than CPython's 512-byte small objects, so glibc's), glibc keeps the freed space mapped: measured at
+    1000 apps, 23 MiB free inside a 56 MiB heap once all were Ready. The trim costs a few milliseconds.
+    """
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
 
 
 class WorkQueue:
@@ -122,6 +153,11 @@ class WorkQueue:
             self._shutdown = True
             self._cond.notify_all()
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing running (keys waiting on a timer do not count)."""
+        with self._cond:
+            return not self._queue and not self._processing
+
     def pending(self) -> dict[str, int]:
         """How many keys are queued, running and waiting on a timer (for metrics and tests)."""
         with self._cond:
@@ -158,6 +194,7 @@ class Runtime:
         self._locks: dict[Hashable, threading.Lock] = {}
         self._gates: dict[str, threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
+        self._since_trim = 0
 
     def start(self) -> None:
         """Start the workers (idempotent). They run in a copy of the caller's context variables: kopf
@@ -193,6 +230,16 @@ class Runtime:
                 self.queue.done(key)
             if again:
                 self.queue.add_after(key, again)
+            self._after_burst()
+
+    def _after_burst(self) -> None:
+        """When the queue runs dry after TRIM_AFTER_RECONCILES reconciles: release_memory()."""
+        with self._guard:
+            self._since_trim += 1
+            if self._since_trim < TRIM_AFTER_RECONCILES or not self.queue.idle():
+                return
+            self._since_trim = 0
+        release_memory()
 
     def lock(self, key: Hashable) -> threading.Lock:
         """The lock of one object: a reconcile and a finalizer (kopf's thread) never run at once."""

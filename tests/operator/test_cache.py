@@ -197,3 +197,16 @@ def test_packed_views_read_back_the_same_and_the_watch_retires_own_writes():
     assert cache.sizes()["overlay"] == 1
     cache.seen("Deployment", "team", "shop", "12")  # its own echo
     assert cache.sizes()["overlay"] == 0
+
+
+def test_a_packed_view_is_compressed_and_reads_back_whole():
+    import json
+
+    from flaskops.cache import pack, unpack
+
+    full = deployment("10")
+    packed = pack("Deployment", full)
+    assert unpack(packed) == view("Deployment", full)
+    # The index holds each child of 1000 apps: the preset dictionary's labels, owner reference and field
+    # names must make the view a fraction of its JSON text.
+    assert len(packed) * 2 < len(json.dumps(view("Deployment", full), separators=(",", ":")))
