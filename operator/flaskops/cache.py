@@ -208,6 +208,23 @@ def _zdict() -> bytes:
 ZDICT = _zdict()
 
 
+# What blockers.py reads of an Event (core/v1 and events.k8s.io/v1 names): a namespace of 1000 apps mid-upgrade
+# lists thousands, each ~30 Python objects whole (metadata, managedFields, source), two as this view.
+_EVENT_FIELDS = ("type", "reason", "message", "note", "lastTimestamp", "eventTime", "firstTimestamp")
+
+
+def event_view(ev: Mapping[str, Any]) -> dict[str, Any]:
+    """An Event as blockers.py reads it: its type, reason, text, times and the kind and name it is about."""
+    out = {k: ev[k] for k in _EVENT_FIELDS if ev.get(k) is not None}
+    for about in ("involvedObject", "regarding"):
+        if ev.get(about):
+            out[about] = {k: ev[about].get(k) for k in ("kind", "name")}
+    last = (ev.get("series") or {}).get("lastObservedTime")
+    if last:
+        out["series"] = {"lastObservedTime": last}
+    return out
+
+
 def _rv(obj: Mapping[str, Any] | None) -> int:
     """A resourceVersion as a number: etcd's revision, which the API server uses for every object it
     stores (the API calls it opaque; -1 when it is not a number, so the watch's copy wins)."""
@@ -439,7 +456,9 @@ class CachedClient:
             return self.kube.list(kind, namespace, selector=selector, fields=fields)
         return self.cache.shared_list(
             (kind, namespace or "", selector or "", fields or ""),
-            lambda: self.kube.list(kind, namespace, selector=selector, fields=fields),
+            lambda: [
+                event_view(ev) for ev in self.kube.list(kind, namespace, selector=selector, fields=fields)
+            ],
         )
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:

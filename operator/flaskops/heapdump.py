@@ -100,7 +100,7 @@ def _instances(*type_names: str) -> list[Any]:
 
 def retained() -> dict[str, Any]:
     """Deep sizes of the big holders, each object counted once (in this order: kopf's indexes one by one,
-    the operator's own state, then kopf's per-object memories field by field, then the asyncio tasks)."""
+    the operator's own state, kopf's per-object memories, then the event loop and its tasks)."""
     from . import controller
 
     seen: set[int] = set()
@@ -117,12 +117,14 @@ def retained() -> dict[str, Any]:
     ]
     groups["flaskops runtime (queue, locks)"] = [controller._runtime] if controller._runtime else []
     memories = [m for ms in _instances("ResourceMemories") for m in ms._items.values()]
-    keys = [k for ms in _instances("ResourceMemories") for k in ms._items]
-    groups["kopf memories: keys"] = keys
-    for field in ("memo", "error_throttler", "indexing_memory", "daemons_memory", "remaining_patch"):
-        groups[f"kopf memories: .{field}"] = [getattr(m, field) for m in memories]
-    groups["kopf memories: the ResourceMemory objects"] = memories
-    groups["asyncio tasks"] = list(_all_tasks())
+    # Each memory's memo is a copy of the operator's (its values, the metrics server, are not per object).
+    seen.update(id(v) for m in memories for v in m.memo.values())
+    groups["kopf memories (per-object memory, memo copies)"] = [
+        ms._items for ms in _instances("ResourceMemories")
+    ]
+    # Everything else the event loop holds: its tasks' locals (kopf's per-object workers keep their last raw
+    # watch event), transports and their buffers, the metrics server.
+    groups["asyncio: the event loop, its tasks and what they hold"] = [_loop(), *_all_tasks()]
     out: dict[str, Any] = {}
     for name, roots in groups.items():
         mib, n = _deep(roots, seen)
@@ -168,6 +170,12 @@ def pymalloc() -> dict[str, float]:
             number = float(value.replace(",", "").strip() or 0)
             out[label] = number if label.startswith("# arenas") else round(number / MIB, 2)
     return out
+
+
+def _loop() -> Any:
+    import asyncio
+
+    return next((o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)), None)
 
 
 def _all_tasks() -> list[Any]:
