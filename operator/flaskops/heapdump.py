@@ -8,7 +8,7 @@ FLASKOPS_HEAPDUMP=<dir> installs the handler. Each SIGUSR1 writes `<dir>/heap-<p
 - types: the 40 largest Python types by shallow size (gc-tracked objects and the strings/bytes they hold);
 - tracemalloc: the 40 largest allocation sites, when tracing (PYTHONTRACEMALLOC=N) — and a snapshot file
   `heap-<pid>-<k>.tracemalloc` beside it;
-- with FLASKOPS_HEAPDUMP_TRIM=1: malloc_trim(0) afterwards, and rss_after_trim_mib.
+- with FLASKOPS_HEAPDUMP_TRIM=1: malloc_trim(0) first, and rss_after_trim_mib.
 """
 
 from __future__ import annotations
@@ -207,7 +207,11 @@ def dump(folder: Path) -> Path:
     """Write one report (and a tracemalloc snapshot when tracing) into `folder`; returns the report's path."""
     k = next(_count)
     stem = folder / f"heap-{os.getpid()}-{k}"
-    report: dict[str, Any] = {"rss_mib": round(rss_mib(), 1), "malloc": mallinfo(), "pymalloc": pymalloc()}
+    report: dict[str, Any] = {"rss_mib": round(rss_mib(), 1)}
+    if os.environ.get("FLASKOPS_HEAPDUMP_TRIM"):  # before this report's own allocations
+        _libc().malloc_trim(0)
+        report["rss_after_trim_mib"] = round(rss_mib(), 1)
+    report.update(malloc=mallinfo(), pymalloc=pymalloc())
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot()
         snap.dump(f"{stem}.tracemalloc")
@@ -219,9 +223,6 @@ def dump(folder: Path) -> Path:
     report["gc_objects"] = len(gc.get_objects())
     report["retained"] = retained()
     report["types"] = types()
-    if os.environ.get("FLASKOPS_HEAPDUMP_TRIM"):
-        _libc().malloc_trim(0)
-        report["rss_after_trim_mib"] = round(rss_mib(), 1)
     path = stem.with_suffix(".json")
     path.write_text(json.dumps(report, indent=1))
     return path

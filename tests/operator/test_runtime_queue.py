@@ -151,3 +151,17 @@ def test_release_memory_calls_the_c_library_when_it_has_malloc_trim():
 
     # glibc everywhere the operator runs (the image is Debian-based); elsewhere it is a no-op.
     assert runtime.release_memory() is (runtime._TRIM is not None)
+
+
+def test_free_memory_is_released_on_a_timer_even_when_nothing_is_reconciled(monkeypatch):
+    from flaskops import runtime
+
+    trimmed = threading.Event()
+    monkeypatch.setattr(runtime, "_TRIM", lambda pad: trimmed.set() or 1)
+    monkeypatch.setattr(runtime, "TRIM_SECONDS", 0.01)
+    rt = Runtime(lambda key: None, workers=1, retry_seconds=1, gate_limit=1, gate_wait_seconds=1)
+    rt.start()
+    try:
+        assert trimmed.wait(5)
+    finally:
+        rt.stop()
