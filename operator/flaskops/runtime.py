@@ -51,9 +51,9 @@ _TRIM = _malloc_trim()
 def release_memory() -> bool:
     """Return the C heap's free pages to the OS (glibc `malloc_trim(0)`); False where there is no such call.
 
-    After a burst (1000 apps installed or upgraded: JSON bodies of every watch event and API answer, larger
-    than CPython's 512-byte small objects, so glibc's), glibc keeps the freed space mapped: measured at
-    1000 apps, 23 MiB free inside a 56 MiB heap once all were Ready. The trim costs a few milliseconds.
+    Large transient allocations (JSON bodies of watch events and API answers, Event lists: larger than
+    CPython's 512-byte small objects, so glibc's) leave freed space mapped: one trim released 4-20 MiB
+    after such garbage in the bench (bench/NOTES.md, 2026-12-04). The trim costs a few milliseconds.
     """
     if _TRIM is None:
         return False
@@ -218,7 +218,7 @@ class Runtime:
                 trimmer.start()
 
     def _trim_periodically(self) -> None:
-        # Measured at 300 apps 30 s after all were Ready: 118 MiB RSS, 98 MiB after one malloc_trim.
+        # A quiet operator runs no reconcile that would trim; kopf's loop and the webhook allocate anyway.
         while not self._stopped.wait(TRIM_SECONDS):
             release_memory()
 
