@@ -12,6 +12,7 @@ Measured here (the audit log's request counts are attached later, from the windo
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -75,6 +76,25 @@ class Running:
             log(f"operator metrics did not answer: {exc}")
             return {}
         return {dict(k).get("result", "?"): v for k, v in metric_samples(text, RECONCILE_METRIC).items()}
+
+    def heapdump(self, label: str, timeout: float = 300) -> None:
+        """With FLASKOPS_HEAPDUMP=<dir> (flaskops/heapdump.py): SIGUSR1, wait for the report, name it `label`."""
+        folder = os.environ.get("FLASKOPS_HEAPDUMP")
+        if not folder:
+            return
+        before = set(Path(folder).glob(f"heap-{self.pid}-*.json"))
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            new = set(Path(folder).glob(f"heap-{self.pid}-*.json")) - before
+            if new:
+                time.sleep(1)  # the writer may still be writing it
+                path = new.pop()
+                path.rename(path.with_name(f"{label}-{path.name}"))
+                log(f"heap report {label}: {path.name}")
+                return
+            time.sleep(0.5)
+        log(f"heap report {label}: none in {timeout:.0f}s")
 
     def stop(self) -> float:
         """Stop; returns the peak RSS in MiB (VmHWM), read just before."""
@@ -210,6 +230,7 @@ def run(
     load = {"start": loadavg()}
     op = Running(cl.kubeconfig, work / f"operator-{n}.log").start()
     rss_idle = op.rss()
+    op.heapdump(f"n{n}-idle")
     profiler = Profiler(op.pid, work / f"profile-{n}.txt") if profile else None
     cpu0, rec0, cp0 = op.cpu(), op.reconciles(), cl.cpu()
     tracker = ReadyTracker(cl, ns, IMAGE_V1).start()
@@ -231,6 +252,7 @@ def run(
     rec1, cp1 = op.reconciles(), cl.cpu()
     cpu_create = op.cpu() - cpu0
     rss_ready = op.rss()
+    op.heapdump(f"n{n}-ready")
     load["create_end"] = loadavg()
     profile_path = profiler.stop() if profiler else None
     latencies = [tracker.ready_at[nm] - created[nm] for nm in names]
@@ -239,6 +261,7 @@ def run(
     t2 = time.time()
     rec2, cpu2 = op.reconciles(), op.cpu()
     rss_settled = op.rss()
+    op.heapdump(f"n{n}-settled")
     load["steady_end"] = loadavg()
 
     log(f"operator: upgrading {n} FlaskApps to {IMAGE_V2}")
@@ -253,6 +276,7 @@ def run(
     cpu_upgrade = op.cpu() - cpu2
     up_latencies = [tracker.ready_at[nm] - patched[nm] for nm in names]
     load["upgrade_end"] = loadavg()
+    op.heapdump(f"n{n}-upgraded")
     soaked = soak(cl, op, ns, names, soak_minutes) if soak_minutes > 0 else None
     time.sleep(2)  # let the last status writes land inside the process before reading its peak
     peak = op.stop()

@@ -6,6 +6,8 @@ import sys
 
 import kopf.cli
 
+from . import heapdump
+
 
 def argv(args: list[str]) -> list[str]:
     """The kopf command line: this package's handlers, standalone (one replica, no peering objects)."""
@@ -22,6 +24,7 @@ def argv(args: list[str]) -> list[str]:
 
 
 def main() -> None:
+    heapdump.install_from_env()
     kopf.cli.main(argv(sys.argv[1:]))
 
 

@@ -64,6 +64,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[(names.GROUP, names.POSTGRESSERVER_PLURAL)] = CONFIG.server_selector
     # kopf's own thread pool only runs the few sync handlers left (none of them reconciles).
     settings.execution.max_workers = 2
+    # kopf's per-object worker keeps the last watch event (the whole body, ~40 KB as Python objects for a
+    # Deployment) while it idles for the next one: 5 s by default, ~400 bodies in flight at 1000 apps.
+    settings.queueing.idle_timeout = 0.5
     # Events say who posted them (`kubectl describe`'s "From" column): the operator, not kopf.
     settings.posting.reporting_component = names.MANAGED_BY
     settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import ctypes.util
 import heapq
 import itertools
 import logging
@@ -30,6 +32,37 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# After this many reconciles, a queue that runs dry gives the C heap's free pages back (release_memory); and
+# so does a timer every TRIM_SECONDS, whatever runs (kopf's watches allocate too, on their own thread).
+TRIM_AFTER_RECONCILES = 50
+TRIM_SECONDS = 30.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on a C library without it (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc `malloc_trim(0)`); False where there is no such call.
+
+    Large transient allocations (JSON bodies of watch events and API answers, Event lists: larger than
+    CPython's 512-byte small objects, so glibc's) leave freed space mapped: one trim released 4-20 MiB
+    after such garbage in the bench (bench/NOTES.md, 2026-12-04). The trim costs a few milliseconds.
+    """
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
 
 
 class WorkQueue:
@@ -148,6 +181,11 @@ class WorkQueue:
             self._shutdown = True
             self._cond.notify_all()
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing running (keys waiting on a timer do not count)."""
+        with self._cond:
+            return not self._queue and not self._processing
+
     def pending(self) -> dict[str, int]:
         """How many keys are queued, running and waiting on a timer (for metrics and tests)."""
         with self._cond:
@@ -188,6 +226,8 @@ class Runtime:
         self._locks: dict[Hashable, threading.Lock] = {}
         self._gates: dict[str, threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
+        self._since_trim = 0
+        self._stopped = threading.Event()
 
     def start(self) -> None:
         """Start the workers (idempotent). They run in a copy of the caller's context variables: kopf
@@ -202,8 +242,18 @@ class Runtime:
                 )
                 self._threads.append(thread)
                 thread.start()
+            if _TRIM is not None:
+                trimmer = threading.Thread(target=self._trim_periodically, name="malloc-trim", daemon=True)
+                self._threads.append(trimmer)
+                trimmer.start()
+
+    def _trim_periodically(self) -> None:
+        # A quiet operator runs no reconcile that would trim; kopf's loop and the webhook allocate anyway.
+        while not self._stopped.wait(TRIM_SECONDS):
+            release_memory()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
         self.queue.shut_down()
         for thread in self._threads:
             thread.join(timeout)
@@ -223,6 +273,16 @@ class Runtime:
                 self.queue.done(key)
             if again:
                 self.queue.add_after(key, again)
+            self._after_burst()
+
+    def _after_burst(self) -> None:
+        """When the queue runs dry after TRIM_AFTER_RECONCILES reconciles: release_memory()."""
+        with self._guard:
+            self._since_trim += 1
+            if self._since_trim < TRIM_AFTER_RECONCILES or not self.queue.idle():
+                return
+            self._since_trim = 0
+        release_memory()
 
     def lock(self, key: Hashable) -> threading.Lock:
         """The lock of one object: a reconcile and a finalizer (kopf's thread) never run at once."""

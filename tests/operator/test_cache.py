@@ -217,3 +217,71 @@ def test_packed_views_read_back_the_same_and_the_watch_retires_own_writes():
     assert cache.sizes()["overlay"] == 1
     cache.seen("Deployment", "team", "shop", "12")  # its own echo
     assert cache.sizes()["overlay"] == 0
+
+
+def test_a_packed_view_is_compressed_and_reads_back_whole():
+    import json
+
+    from flaskops.cache import pack, unpack
+
+    full = deployment("10")
+    packed = pack("Deployment", full)
+    assert unpack(packed) == view("Deployment", full)
+    # The index holds each child of 1000 apps: the preset dictionary's labels, owner reference and field
+    # names must make the view a fraction of its JSON text.
+    assert len(packed) * 2 < len(json.dumps(view("Deployment", full), separators=(",", ":")))
+
+
+def test_shared_event_lists_keep_what_the_blockers_read_and_little_else():
+    from flaskops import blockers
+    from flaskops.cache import event_view
+
+    def whole(name: str, reason: str, message: str, at: str, series: str | None = None) -> dict:
+        ev = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{name}.1",
+                "namespace": "team",
+                "uid": "u",
+                "resourceVersion": "9",
+                "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:count": {}}}],
+            },
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": "team",
+                "name": name,
+                "uid": "p",
+                "fieldPath": "x",
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "kubelet"},
+            "count": 3,
+            "firstTimestamp": "2026-01-01T00:00:01Z",
+            "lastTimestamp": at,
+            "reportingComponent": "kubelet",
+        }
+        if series:
+            ev["series"] = {"count": 4, "lastObservedTime": series}
+        return ev
+
+    events = [
+        whole("shop-5d8f7c9b6-abcde", "Failed", "ErrImagePull", "2026-01-01T00:00:05Z"),
+        whole(
+            "shop-5d8f7c9b6-zzzzz",
+            "BackOff",
+            "Back-off pulling",
+            "2026-01-01T00:00:02Z",
+            "2026-01-01T00:00:09Z",
+        ),
+    ]
+    views = [event_view(ev) for ev in events]
+    since = "2026-01-01T00:00:00Z"
+    assert blockers.for_replica_set(views, "shop-5d8f7c9b6", since) == blockers.for_replica_set(
+        events, "shop-5d8f7c9b6", since
+    )
+    assert blockers.for_replica_set(views, "shop-5d8f7c9b6", since).reason == "BackOff"  # the series' time
+    assert set(views[0]) == {"type", "reason", "message", "firstTimestamp", "lastTimestamp", "involvedObject"}
+    assert views[0]["involvedObject"] == {"kind": "Pod", "name": "shop-5d8f7c9b6-abcde"}

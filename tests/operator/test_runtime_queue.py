@@ -155,3 +155,60 @@ def test_gate_refuses_after_waiting_its_bound():
             assert "pg" in str(exc)
     with rt.gate("pg"):  # released
         pass
+
+
+def test_a_queue_that_runs_dry_after_a_burst_releases_memory_once(monkeypatch):
+    from flaskops import runtime
+
+    trims: list[int] = []
+    trimmed = threading.Event()
+
+    def trim(pad: int) -> int:
+        trims.append(pad)
+        trimmed.set()
+        return 1
+
+    monkeypatch.setattr(runtime, "_TRIM", trim)
+    gate = threading.Event()
+    last = threading.Event()
+
+    def process(key: object) -> None:
+        gate.wait(5)
+        if key == "one more":
+            last.set()
+
+    rt = Runtime(process, workers=1, retry_seconds=1, gate_limit=1, gate_wait_seconds=1)
+    for i in range(runtime.TRIM_AFTER_RECONCILES):
+        rt.queue.add(i)
+    rt.start()
+    try:
+        assert not trimmed.wait(0.05)  # still busy: no trim in the middle of a burst
+        gate.set()
+        assert trimmed.wait(5)
+        assert trims == [0]
+        rt.queue.add("one more")  # a single reconcile afterwards is no burst
+        assert last.wait(5)
+    finally:
+        rt.stop()
+    assert trims == [0]
+
+
+def test_release_memory_calls_the_c_library_when_it_has_malloc_trim():
+    from flaskops import runtime
+
+    # glibc everywhere the operator runs (the image is Debian-based); elsewhere it is a no-op.
+    assert runtime.release_memory() is (runtime._TRIM is not None)
+
+
+def test_free_memory_is_released_on_a_timer_even_when_nothing_is_reconciled(monkeypatch):
+    from flaskops import runtime
+
+    trimmed = threading.Event()
+    monkeypatch.setattr(runtime, "_TRIM", lambda pad: trimmed.set() or 1)
+    monkeypatch.setattr(runtime, "TRIM_SECONDS", 0.01)
+    rt = Runtime(lambda key: None, workers=1, retry_seconds=1, gate_limit=1, gate_wait_seconds=1)
+    rt.start()
+    try:
+        assert trimmed.wait(5)
+    finally:
+        rt.stop()
