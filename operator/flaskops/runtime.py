@@ -184,7 +184,7 @@ class WorkQueue:
     def idle(self) -> bool:
         """Nothing queued and nothing running (keys waiting on a timer do not count)."""
         with self._cond:
-            return not self._queue and not self._processing
+            return not self._queued and not self._processing
 
     def pending(self) -> dict[str, int]:
         """How many keys are queued, running and waiting on a timer (for metrics and tests)."""
