@@ -54,9 +54,11 @@ def test_service_monitor_scrapes_the_operator_metrics_port(docs: list[dict[str, 
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FLASKOPS_METRICS_PORT"] == "8081"
     assert port["targetPort"] == "metrics"
-    # The NetworkPolicy admits Prometheus to that port, apart from the webhook's.
-    ingress_ports = {p["port"] for p in find(docs, "NetworkPolicy")["spec"]["ingress"][0]["ports"]}
-    assert {8081, 9443} <= ingress_ports
+    # The NetworkPolicy admits Prometheus to that port (from metrics.allowedFrom only), apart from the
+    # webhook's.
+    ingress = find(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert {8081, 9443} <= {p["port"] for rule in ingress for p in rule["ports"]}
+    assert all(rule.get("from") for rule in ingress if any(p["port"] == 8081 for p in rule["ports"]))
 
 
 def test_metrics_off_means_no_port_no_service() -> None:
