@@ -29,23 +29,12 @@ def _san(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def generate(
-    directory: Path,
-    hosts: Iterable[str],
-    validity: datetime.timedelta = VALIDITY,
-    *,
-    keep_ca: bytes = b"",
-    now: datetime.datetime | None = None,
-) -> tuple[Path, Path, Path]:
-    """Write ca.crt, tls.crt and tls.key for `hosts` into directory; returns their paths.
-
-    `keep_ca`: the previous CA certificate (PEM), appended to ca.crt so clients that were given the
-    bundle trust both the certificate being replaced and the new one while the server switches over.
-    """
-    hosts = [h for h in dict.fromkeys(hosts) if h]
-    now = now or datetime.datetime.now(datetime.UTC)
+def make_ca(
+    common_name: str, now: datetime.datetime, validity: datetime.timedelta
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed P-256 CA (keyCertSign, cRLSign; path length 0), valid from BACKDATE before `now`."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flaskops webhook CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -71,6 +60,26 @@ def generate(
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca
+
+
+def generate(
+    directory: Path,
+    hosts: Iterable[str],
+    validity: datetime.timedelta = VALIDITY,
+    *,
+    keep_ca: bytes = b"",
+    now: datetime.datetime | None = None,
+) -> tuple[Path, Path, Path]:
+    """Write ca.crt, tls.crt and tls.key for `hosts` into directory; returns their paths.
+
+    `keep_ca`: the previous CA certificate (PEM), appended to ca.crt so clients that were given the
+    bundle trust both the certificate being replaced and the new one while the server switches over.
+    """
+    hosts = [h for h in dict.fromkeys(hosts) if h]
+    now = now or datetime.datetime.now(datetime.UTC)
+    ca_key, ca = make_ca("flaskops webhook CA", now, validity)
+    ca_name = ca.subject
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
